@@ -7,6 +7,7 @@
 #ifndef CDP_CONFIG_H
 #define CDP_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* The value of `name`, or `def` when unset or empty. Never NULL unless def is. */
