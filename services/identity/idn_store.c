@@ -1,0 +1,429 @@
+/* idn_store: the store object, its Lua scripts, reply helpers, and the two
+ * read-only queries (Lookup, GetIdentities). The resolution state machine is
+ * in idn_resolve.c.
+ *
+ * Every script touches keys of one master only ({m:<id>} hash tag) or one
+ * identifier key, so each runs atomically in one slot of a Redis Cluster. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idn_store_int.h"
+
+/* ------------------------------------------------------------------ scripts */
+
+/* READ: KEYS hash, ids, merges, evm; ARGV[1] '1' to read the evm list.
+ * -> {merged_into, merge_done, ver, merged_at, merge_msg, members, merges, evm}
+ * Members are returned for a root and for a loser whose merge is not yet
+ * complete (its ids may still have to be absorbed), merges only for the
+ * latter. */
+static const char k_lua_read[] =
+    "local h = redis.call('HMGET', KEYS[1], 'merged_into', 'merge_done', 'ver', 'merged_at',"
+    " 'merge_msg')\n"
+    "local evm = {}\n"
+    "if ARGV[1] == '1' then evm = redis.call('LRANGE', KEYS[4], 0, -1) end\n"
+    "local members, merges = {}, {}\n"
+    "if not h[1] or not h[2] then\n"
+    "  members = redis.call('SMEMBERS', KEYS[2])\n"
+    "  if h[1] then merges = redis.call('LRANGE', KEYS[3], 0, -1) end\n"
+    "end\n"
+    "return {h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '', members, merges, evm}\n";
+
+/* LOSER: KEYS hash, ids, merges; ARGV survivor, expected ver, merged_at,
+ * message id. Marks the master merged only if it is not merged yet and has
+ * not changed since it was read. -> {'merged', into} | {'changed'} |
+ * {'ok', members, merges} */
+static const char k_lua_loser[] =
+    "local h = redis.call('HMGET', KEYS[1], 'merged_into', 'ver')\n"
+    "if h[1] then return {'merged', h[1]} end\n"
+    "if (h[2] or '0') ~= ARGV[2] then return {'changed'} end\n"
+    "redis.call('HSET', KEYS[1], 'merged_into', ARGV[1], 'merged_at', ARGV[3], 'merge_msg', ARGV[4])\n"
+    "return {'ok', redis.call('SMEMBERS', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1)}\n";
+
+/* ABSORB: KEYS hash, ids, merges, evm; ARGV loser, record, evm ttl ('' for
+ * none), member count, members..., the loser's own merge records...
+ * Idempotent: the 'a:<loser>' field guards against a second application.
+ * -> '1' when applied now, '0' when applied before, or the id this master
+ * was itself merged into. */
+static const char k_lua_absorb[] =
+    "local into = redis.call('HGET', KEYS[1], 'merged_into')\n"
+    "if into then return into end\n"
+    "if redis.call('HSETNX', KEYS[1], 'a:' .. ARGV[1], '1') == 0 then return '0' end\n"
+    "local n = tonumber(ARGV[4])\n"
+    "for i = 5, 4 + n, 1000 do\n"
+    "  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, 4 + n)))\n"
+    "end\n"
+    "for i = 5 + n, #ARGV, 1000 do\n"
+    "  redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 999, #ARGV)))\n"
+    "end\n"
+    "redis.call('RPUSH', KEYS[3], ARGV[2])\n"
+    "if ARGV[3] ~= '' then\n"
+    "  redis.call('RPUSH', KEYS[4], ARGV[2])\n"
+    "  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))\n"
+    "end\n"
+    "redis.call('HINCRBY', KEYS[1], 'ver', 1)\n"
+    "return '1'\n";
+
+/* ADD: KEYS hash, ids; ARGV created_ms ('' if not new), members...
+ * -> '' when added, or the id this master was merged into. */
+static const char k_lua_add[] =
+    "local into = redis.call('HGET', KEYS[1], 'merged_into')\n"
+    "if into then return into end\n"
+    "if ARGV[1] ~= '' then redis.call('HSETNX', KEYS[1], 'created_ms', ARGV[1]) end\n"
+    "local added = 0\n"
+    "for i = 2, #ARGV, 1000 do\n"
+    "  added = added + redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))\n"
+    "end\n"
+    "if added > 0 then redis.call('HINCRBY', KEYS[1], 'ver', 1) end\n"
+    "return ''\n";
+
+/* REPOINT: KEYS identifier; ARGV old, new. Compare-and-set. -> 1 | 0 */
+static const char k_lua_repoint[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  redis.call('SET', KEYS[1], ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+/* GET: KEYS hash, ids, merges -> {into} for a merged master, else
+ * {'', created_ms, members, merges} */
+static const char k_lua_get[] =
+    "local h = redis.call('HMGET', KEYS[1], 'merged_into', 'created_ms')\n"
+    "if h[1] then return {h[1]} end\n"
+    "return {'', h[2] or '', redis.call('SMEMBERS', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1)}\n";
+
+/* ------------------------------------------------------------------ store */
+
+idn_store *idn_store_new(cdp_redis *r, const idn_rules *rules, const idn_store_opts *opts) {
+    idn_store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->redis = r;
+    s->rules = rules;
+    s->evm_ttl_s = opts && opts->evm_ttl_s > 0 ? opts->evm_ttl_s : IDN_DEFAULT_EVM_TTL_S;
+    s->max_rounds = opts && opts->max_rounds > 0 ? opts->max_rounds : IDN_DEFAULT_MAX_ROUNDS;
+    s->s_read = cdp_redis_script_add(r, "idn_read", k_lua_read);
+    s->s_loser = cdp_redis_script_add(r, "idn_loser", k_lua_loser);
+    s->s_absorb = cdp_redis_script_add(r, "idn_absorb", k_lua_absorb);
+    s->s_add = cdp_redis_script_add(r, "idn_add", k_lua_add);
+    s->s_repoint = cdp_redis_script_add(r, "idn_repoint", k_lua_repoint);
+    s->s_get = cdp_redis_script_add(r, "idn_get", k_lua_get);
+    if (!s->s_read || !s->s_loser || !s->s_absorb || !s->s_add || !s->s_repoint || !s->s_get) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void idn_store_free(idn_store *s) {
+    free(s);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Error replies that mean "the cluster cannot serve this right now". */
+static int is_transient_error(const char *msg) {
+    static const char *const prefixes[] = {"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN",
+                                           "BUSY", "READONLY"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+int idn__reply_ok(const redisReply *reply, const char *err, idn_status *st, char *msg,
+                  size_t msglen) {
+    if (reply == NULL) {
+        *st = IDN_EUNAVAILABLE;
+        snprintf(msg, msglen, "redis unavailable: %s", err ? err : "no reply");
+        return 0;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        int transient = is_transient_error(reply->str);
+        *st = transient ? IDN_EUNAVAILABLE : IDN_EINTERNAL;
+        snprintf(msg, msglen, "redis %s: %s", transient ? "unavailable" : "error", reply->str);
+        return 0;
+    }
+    return 1;
+}
+
+const char *idn__reply_str(const redisReply *r) {
+    if (r != NULL && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
+        return r->str;
+    return NULL;
+}
+
+const redisReply *idn__reply_at(const redisReply *r, size_t i) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+        return NULL;
+    return r->element[i];
+}
+
+int idn__strv_push(idn_strv *sv, const char *s, size_t len) {
+    if (sv->n == sv->cap) {
+        size_t cap = sv->cap ? sv->cap * 2 : 8;
+        char **v = realloc(sv->v, cap * sizeof *v);
+        if (v == NULL)
+            return -1;
+        sv->v = v;
+        sv->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (c == NULL)
+        return -1;
+    memcpy(c, s, len);
+    c[len] = '\0';
+    sv->v[sv->n++] = c;
+    return 0;
+}
+
+void idn__strv_clear(idn_strv *sv) {
+    for (size_t i = 0; i < sv->n; i++)
+        free(sv->v[i]);
+    free(sv->v);
+    memset(sv, 0, sizeof *sv);
+}
+
+int idn__strv_from_reply(idn_strv *sv, const redisReply *arr) {
+    if (arr == NULL || arr->type != REDIS_REPLY_ARRAY)
+        return arr == NULL ? -1 : 0;
+    for (size_t i = 0; i < arr->elements; i++) {
+        const redisReply *e = arr->element[i];
+        if (e->type == REDIS_REPLY_STRING && idn__strv_push(sv, e->str, e->len) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+idn_ident *idn__members_split(idn_strv *members, size_t *n) {
+    *n = 0;
+    idn_ident *out = malloc((members->n ? members->n : 1) * sizeof *out);
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < members->n; i++) {
+        char *m = members->v[i];
+        long t = idn_member_split(m, strlen(m));
+        if (t < 0)
+            continue;
+        m[t] = '\0';
+        out[(*n)++] = (idn_ident){m, m + t + 1};
+    }
+    return out;
+}
+
+int idn__eval(idn_store *s, cdp_redis_script *sc, cdp_redis_cb cb, void *ud, int numkeys,
+              const char **keys, int nargs, const char **args) {
+    size_t keylens[8];
+    size_t *arglens = malloc(((size_t)nargs + 1) * sizeof *arglens);
+    if (arglens == NULL || numkeys > (int)(sizeof keylens / sizeof keylens[0])) {
+        free(arglens);
+        cb(NULL, "out of memory", ud);
+        return -1;
+    }
+    for (int i = 0; i < numkeys; i++)
+        keylens[i] = strlen(keys[i]);
+    for (int i = 0; i < nargs; i++)
+        arglens[i] = strlen(args[i]);
+    int rc = cdp_redis_eval(s->redis, sc, cb, ud, numkeys, keys, keylens, nargs, args, arglens);
+    free(arglens);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ lookup */
+
+typedef struct {
+    idn_store *st;
+    idn_lookup_cb cb;
+    void *ud;
+    int hops;
+    char id[IDN_MASTER_ID_BUFSZ];
+} lookup_job;
+
+static void lookup_done(lookup_job *j, idn_status st, const char *err, const char *id) {
+    j->cb(st, err, id, j->ud);
+    free(j);
+}
+
+static void lookup_on_into(redisReply *reply, const char *err, void *ud);
+
+/* Follows one merged_into link of j->id. */
+static void lookup_follow(lookup_job *j) {
+    char *key = idn_key_master(j->id);
+    if (key == NULL) {
+        lookup_done(j, IDN_EINTERNAL, "out of memory", NULL);
+        return;
+    }
+    const char *argv[] = {"HGET", key, IDN_F_MERGED_INTO};
+    size_t lens[] = {4, strlen(key), strlen(IDN_F_MERGED_INTO)};
+    cdp_redis_command(j->st->redis, key, lens[1], lookup_on_into, j, 3, argv, lens);
+    free(key);
+}
+
+static void lookup_on_into(redisReply *reply, const char *err, void *ud) {
+    lookup_job *j = ud;
+    idn_status st;
+    char msg[IDN_ERR_LEN];
+    if (!idn__reply_ok(reply, err, &st, msg, sizeof msg)) {
+        lookup_done(j, st, msg, NULL);
+        return;
+    }
+    const char *into = idn__reply_str(reply);
+    if (into == NULL) {
+        lookup_done(j, IDN_OK, NULL, j->id);
+        return;
+    }
+    if (!idn_master_id_valid(into) || strcmp(into, j->id) >= 0 || ++j->hops > IDN_MAX_CHAIN) {
+        lookup_done(j, IDN_EINTERNAL, "identity graph corrupt: bad merged_into", NULL);
+        return;
+    }
+    memcpy(j->id, into, IDN_MASTER_ID_BUFSZ);
+    lookup_follow(j);
+}
+
+static void lookup_on_ident(redisReply *reply, const char *err, void *ud) {
+    lookup_job *j = ud;
+    idn_status st;
+    char msg[IDN_ERR_LEN];
+    if (!idn__reply_ok(reply, err, &st, msg, sizeof msg)) {
+        lookup_done(j, st, msg, NULL);
+        return;
+    }
+    const char *id = idn__reply_str(reply);
+    if (id == NULL) {
+        lookup_done(j, IDN_ENOTFOUND, "identifier not found", NULL);
+        return;
+    }
+    if (!idn_master_id_valid(id)) {
+        lookup_done(j, IDN_EINTERNAL, "identity graph corrupt: bad master id", NULL);
+        return;
+    }
+    memcpy(j->id, id, IDN_MASTER_ID_BUFSZ);
+    lookup_follow(j);
+}
+
+void idn_store_lookup(idn_store *s, const char *type, const char *value, idn_lookup_cb cb,
+                      void *ud) {
+    lookup_job *j = calloc(1, sizeof *j);
+    char *key = idn_key_ident(type, value);
+    if (j == NULL || key == NULL) {
+        free(j);
+        free(key);
+        cb(IDN_EINTERNAL, "out of memory", NULL, ud);
+        return;
+    }
+    *j = (lookup_job){.st = s, .cb = cb, .ud = ud};
+    cdp_redis_commandf(s->redis, key, lookup_on_ident, j, "GET %s", key);
+    free(key);
+}
+
+/* ---------------------------------------------------------- get identities */
+
+typedef struct {
+    idn_store *st;
+    idn_identities_cb cb;
+    void *ud;
+    int hops;
+    char id[IDN_MASTER_ID_BUFSZ];
+} ids_job;
+
+static void ids_finish(ids_job *j, idn_status st, const char *err) {
+    idn_identities_result res = {.status = st, .error = err};
+    j->cb(&res, j->ud);
+    free(j);
+}
+
+static void ids_read(ids_job *j);
+
+/* Answers from a root's {'', created_ms, members, merges} reply. */
+static void ids_answer(ids_job *j, const redisReply *reply) {
+    idn_strv members = {0}, records = {0};
+    const char *created = idn__reply_str(idn__reply_at(reply, 1));
+    if (idn__strv_from_reply(&members, idn__reply_at(reply, 2)) != 0 ||
+        idn__strv_from_reply(&records, idn__reply_at(reply, 3)) != 0) {
+        idn__strv_clear(&members);
+        idn__strv_clear(&records);
+        ids_finish(j, IDN_EINTERNAL, "unexpected reply to idn_get");
+        return;
+    }
+    if ((created == NULL || created[0] == '\0') && members.n == 0) {
+        idn__strv_clear(&members);
+        idn__strv_clear(&records);
+        ids_finish(j, IDN_ENOTFOUND, "master id not found");
+        return;
+    }
+    size_t n_idents = 0, n_merges = 0;
+    idn_ident *idents = idn__members_split(&members, &n_idents);
+    idn_merge *merges = calloc(records.n ? records.n : 1, sizeof *merges);
+    if (idents == NULL || merges == NULL) {
+        free(idents);
+        free(merges);
+        idn__strv_clear(&members);
+        idn__strv_clear(&records);
+        ids_finish(j, IDN_EINTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < records.n; i++)
+        if (idn_merge_decode(records.v[i], strlen(records.v[i]), &merges[n_merges]) == 0)
+            n_merges++;
+    idn_identities_result res = {.status = IDN_OK, .master_id = j->id, .n_idents = n_idents,
+                                 .idents = idents, .n_merges = n_merges, .merges = merges};
+    j->cb(&res, j->ud);
+    for (size_t i = 0; i < n_merges; i++)
+        idn_merge_clear(&merges[i]);
+    free(merges);
+    free(idents);
+    idn__strv_clear(&members);
+    idn__strv_clear(&records);
+    free(j);
+}
+
+static void ids_on_get(redisReply *reply, const char *err, void *ud) {
+    ids_job *j = ud;
+    idn_status st;
+    char msg[IDN_ERR_LEN];
+    if (!idn__reply_ok(reply, err, &st, msg, sizeof msg)) {
+        ids_finish(j, st, msg);
+        return;
+    }
+    const char *into = idn__reply_str(idn__reply_at(reply, 0));
+    if (into == NULL) {
+        ids_finish(j, IDN_EINTERNAL, "unexpected reply to idn_get");
+        return;
+    }
+    if (into[0] == '\0') {
+        ids_answer(j, reply);
+        return;
+    }
+    if (!idn_master_id_valid(into) || strcmp(into, j->id) >= 0 || ++j->hops > IDN_MAX_CHAIN) {
+        ids_finish(j, IDN_EINTERNAL, "identity graph corrupt: bad merged_into");
+        return;
+    }
+    memcpy(j->id, into, IDN_MASTER_ID_BUFSZ);
+    ids_read(j);
+}
+
+static void ids_read(ids_job *j) {
+    char *k[3] = {idn_key_master(j->id), idn_key_master_ids(j->id), idn_key_master_merges(j->id)};
+    if (k[0] && k[1] && k[2]) {
+        const char *keys[3] = {k[0], k[1], k[2]};
+        idn__eval(j->st, j->st->s_get, ids_on_get, j, 3, keys, 0, NULL);
+    }
+    int oom = !(k[0] && k[1] && k[2]);
+    for (int i = 0; i < 3; i++)
+        free(k[i]);
+    if (oom)
+        ids_finish(j, IDN_EINTERNAL, "out of memory");
+}
+
+void idn_store_get_identities(idn_store *s, const char *master_id, idn_identities_cb cb,
+                              void *ud) {
+    ids_job *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        idn_identities_result res = {.status = IDN_EINTERNAL, .error = "out of memory"};
+        cb(&res, ud);
+        return;
+    }
+    *j = (ids_job){.st = s, .cb = cb, .ud = ud};
+    snprintf(j->id, sizeof j->id, "%s", master_id);
+    ids_read(j);
+}

@@ -1,0 +1,44 @@
+/* ing_pipeline: the consumer that moves accepted events from the log to
+ * identity and profile. It runs inside every ingestion replica; replicas
+ * share the work through the Redis consumer group "pipeline".
+ *
+ * Per log shard, one batch at a time: read (own pending entries first, then
+ * entries idle for too long in any consumer via XAUTOCLAIM, then new ones
+ * with a blocking XREADGROUP on a dedicated connection), resolve with
+ * identity, apply with profile, then acknowledge and delete. A failure of a
+ * whole call (a service down, a deadline) retries the same batch after a
+ * capped exponential backoff and never dead-letters anything; an event that
+ * fails by itself counts one attempt and is dead-lettered after
+ * CDP_PIPELINE_MAX_ATTEMPTS. docs/ingestion.md describes the guarantees. */
+#ifndef ING_PIPELINE_H
+#define ING_PIPELINE_H
+
+#include <uv.h>
+#include "cdp_redis.h"
+#include "ing_config.h"
+#include "ing_log.h"
+
+#define ING_PIPELINE_METRIC_EVENTS "cdp_pipeline_events_total"
+#define ING_PIPELINE_METRIC_LAG "cdp_pipeline_lag_seconds"
+
+typedef struct ing_pipeline ing_pipeline;
+
+/* Creates the pipeline: opens channels to identity and profile and one
+ * blocking Redis client per shard, and waits for ing_pipeline_set_redis_up.
+ * `redis` (the service's client) and `log` must outlive it; cfg is copied.
+ * Returns NULL after logging on failure. */
+ing_pipeline *ing_pipeline_new(uv_loop_t *loop, cdp_redis *redis, ing_log *log,
+                               const ing_pipeline_config *cfg);
+
+/* The service's Redis went up (1: start or resume) or down (0: pause). */
+void ing_pipeline_set_redis_up(ing_pipeline *p, int up);
+
+/* Stops reading, abandons the batches in flight (their entries stay pending
+ * in the group and are claimed again later), closes channels, clients and
+ * timers, then calls done(ud) on the loop. */
+void ing_pipeline_stop(ing_pipeline *p, void (*done)(void *ud), void *ud);
+
+/* Frees a stopped (or never started) pipeline; NULL is fine. */
+void ing_pipeline_free(ing_pipeline *p);
+
+#endif

@@ -1,0 +1,108 @@
+/* prf_codec: what goes to and comes back from the profile's Lua scripts
+ * (prf_lua.h): key names, argument vectors, and reply parsing. Pure: it
+ * builds and reads hiredis structures but does no I/O, so the same code
+ * serves the service (through cdp_redis) and the checks that run the
+ * scripts against a real Redis with a synchronous client.
+ *
+ * Key layout of one profile (docs/profile.md); {p:<master>} is the hash tag:
+ *   cdp:prf:{p:<m>}            hash: total, first_seen, last_seen, revenue,
+ *                              merged_into (the tombstone)
+ *   cdp:prf:{p:<m>}:traits     hash: trait -> JSON value
+ *   cdp:prf:{p:<m>}:trait_ts   hash: trait -> "<ts>:<message_id>"
+ *   cdp:prf:{p:<m>}:counts     hash: event name -> count
+ *   cdp:prf:{p:<m>}:channels   hash: channel -> "<ts>:<len(mid)>:<mid><event>"
+ *   cdp:prf:{p:<m>}:timeline   zset: member (prf_event.h) scored by event time
+ *   cdp:prf:{p:<m>}:ids        set of encoded identifiers
+ *   cdp:prf:{p:<m>}:seen       zset: message_id scored by applied-at
+ *   cdp:prf:{p:<m>}:folded     set of master ids folded into this one */
+#ifndef PRF_CODEC_H
+#define PRF_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+#include "prf_fold.h"
+
+/* ------------------------------------------------------------------ keys */
+
+enum {
+    PRF_KEY_MAIN = 0,
+    PRF_KEY_TRAITS,
+    PRF_KEY_TRAIT_TS,
+    PRF_KEY_COUNTS,
+    PRF_KEY_CHANNELS,
+    PRF_KEY_TIMELINE,
+    PRF_KEY_IDS,
+    PRF_KEY_SEEN,
+    PRF_KEY_FOLDED,
+    PRF_KEY_COUNT
+};
+
+typedef struct {
+    char *v[PRF_KEY_COUNT];
+    size_t len[PRF_KEY_COUNT];
+} prf_keys;
+
+/* Builds the keys of `master`. Returns 0 or PRF_ENOMEM (nothing to free). */
+int prf_keys_init(prf_keys *k, const char *master);
+void prf_keys_free(prf_keys *k);
+
+/* ------------------------------------------------------------- arguments */
+
+/* A growable argument vector that owns its strings. */
+typedef struct {
+    char **v;
+    size_t *len;
+    size_t n, cap;
+} prf_args;
+
+void prf_args_init(prf_args *a);
+void prf_args_free(prf_args *a);
+/* Appends a copy of s (len bytes). Returns 0 or PRF_ENOMEM. */
+int prf_args_addn(prf_args *a, const char *s, size_t len);
+int prf_args_add(prf_args *a, const char *s);
+int prf_args_add_i64(prf_args *a, int64_t v);
+/* A double that round-trips ("%.17g"). */
+int prf_args_add_double(prf_args *a, double v);
+
+/* The apply script's header: now, cutoff, timeline length, event count. */
+int prf_args_apply_header(prf_args *a, int64_t now_ms, int64_t cutoff_ms, size_t timeline_len,
+                          size_t n_events);
+/* One event of the apply script. */
+int prf_args_add_delta(prf_args *a, const prf_delta *d);
+/* The fold script's arguments: loser, cutoff, timeline length, snapshot. */
+int prf_args_fold(prf_args *a, const char *loser, int64_t cutoff_ms, size_t timeline_len,
+                  const prf_profile *snapshot);
+/* A profile in the snapshot layout the fold script reads. */
+int prf_args_add_profile(prf_args *a, const prf_profile *p);
+
+/* --------------------------------------------------------------- replies */
+
+typedef enum {
+    PRF_REPLY_OK = 0,
+    PRF_REPLY_REDIRECT = 1,   /* the profile is a tombstone */
+    PRF_REPLY_MISSING = 2,    /* read: no such profile */
+    PRF_REPLY_ALREADY = 3,    /* fold: loser folded before */
+} prf_reply_status;
+
+/* Parses a snapshot reply (tombstone, read). On PRF_REPLY_OK fills *out
+ * (initialized by the callee; the caller clears it) including its
+ * merged_into; on PRF_REPLY_REDIRECT sets *into (malloc'd). Returns 0, or
+ * -1 with err filled when the reply is not of the expected shape. */
+int prf_reply_snapshot(const redisReply *r, prf_reply_status *status, prf_profile *out,
+                       char **into, char *err, size_t errlen);
+
+/* Parses the reply of an apply of n_events events. On PRF_REPLY_OK sets
+ * *applied and *duplicates. On PRF_REPLY_REDIRECT sets *into (malloc'd),
+ * dup_flags[i] (n_events of them) to 1 for an event the tombstone had seen
+ * and 0 for one to re-issue to the survivor, and *duplicates to the number
+ * of 1s. */
+int prf_reply_apply(const redisReply *r, size_t n_events, prf_reply_status *status,
+                    long long *applied, long long *duplicates, unsigned char *dup_flags,
+                    char **into, char *err, size_t errlen);
+
+/* Parses a fold reply: status OK (folded), ALREADY or REDIRECT (*into). */
+int prf_reply_fold(const redisReply *r, prf_reply_status *status, char **into, char *err,
+                   size_t errlen);
+
+#endif

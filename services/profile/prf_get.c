@@ -1,0 +1,184 @@
+/* prf_get: the GetProfile handler.
+ *
+ * By master id: one read-only script returns the whole profile in one round
+ * trip; a tombstone answers with its survivor, which is read instead. By
+ * identifier: identity's Lookup gives the master id first. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdp/v1/identity.pb-c.h"
+#include "prf_codec.h"
+#include "prf_event.h"
+#include "prf_service.h"
+#include "prf_view.h"
+
+typedef struct {
+    prf_svc *ps;
+    cdp_rpc_call *call;
+    char *master;            /* the id being read now */
+    char *asked;             /* what the client asked for, for NOT_FOUND */
+    size_t limit;
+    int hops;
+} prf_get;
+
+static void prf__get_free(prf_get *g)
+{
+    free(g->master);
+    free(g->asked);
+    free(g);
+}
+
+static void prf__read(prf_get *g);
+
+static void prf__read_done(redisReply *reply, const char *err, void *ud)
+{
+    prf_get *g = ud;
+    char msg[PRF_ERR_MAX];
+    grpc_status_code code = prf_store_status(reply, err, msg, sizeof(msg));
+    if (code != GRPC_STATUS_OK) {
+        cdp_rpc_fail(g->call, code, "%s", msg);
+        prf__get_free(g);
+        return;
+    }
+    prf_reply_status st;
+    prf_profile p;
+    char *into = NULL;
+    if (prf_reply_snapshot(reply, &st, &p, &into, msg, sizeof(msg)) != 0) {
+        cdp_rpc_fail(g->call, GRPC_STATUS_INTERNAL, "%s", msg);
+    } else if (st == PRF_REPLY_MISSING) {
+        cdp_rpc_fail(g->call, GRPC_STATUS_NOT_FOUND, "profile not found: %s", g->asked);
+    } else if (st == PRF_REPLY_REDIRECT) {
+        free(g->master);
+        g->master = into;
+        if (++g->hops <= PRF_MAX_REDIRECTS) {
+            prf__read(g);
+            return;
+        }
+        cdp_rpc_fail(g->call, GRPC_STATUS_INTERNAL, "merged profile chain too long at %s",
+                     g->master);
+    } else {
+        Cdp__V1__ProfileView *v = prf_view_build(&p, g->master, g->limit);
+        if (v)
+            cdp_rpc_reply(g->call, &v->base);
+        else
+            cdp_rpc_fail(g->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        prf_view_free(v);
+        prf_profile_clear(&p);
+    }
+    prf__get_free(g);
+}
+
+/* Reads g->master: the newest `limit` timeline entries, no seen record. */
+static void prf__read(prf_get *g)
+{
+    prf_args a;
+    prf_args_init(&a);
+    if (prf_args_add_i64(&a, (int64_t)g->limit - 1) || prf_args_add(&a, "0")) {
+        prf_args_free(&a);
+        cdp_rpc_fail(g->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        prf__get_free(g);
+        return;
+    }
+    prf_store_eval(&g->ps->store, g->ps->store.read, g->master, &a, prf__read_done, g);
+    prf_args_free(&a);
+}
+
+static void prf__lookup_done(grpc_status_code code, const char *details,
+                             const ProtobufCMessage *msg, void *ud)
+{
+    prf_get *g = ud;
+    const Cdp__V1__LookupResponse *resp = (const Cdp__V1__LookupResponse *)msg;
+    if (code == GRPC_STATUS_NOT_FOUND || (code == GRPC_STATUS_OK && !resp->master_id[0])) {
+        cdp_rpc_fail(g->call, GRPC_STATUS_NOT_FOUND, "profile not found: %s", g->asked);
+    } else if (code != GRPC_STATUS_OK) {
+        /* the caller sees why identity could not answer; a cancelled lookup
+         * (channel closing) is a dependency being down */
+        grpc_status_code out = code == GRPC_STATUS_CANCELLED ? GRPC_STATUS_UNAVAILABLE : code;
+        cdp_rpc_fail(g->call, out, "identity lookup failed: %s", details ? details : "");
+    } else if (!(g->master = strdup(resp->master_id))) {
+        cdp_rpc_fail(g->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        prf__read(g);
+        return;
+    }
+    prf__get_free(g);
+}
+
+/* Checks the request; on failure answers the call and returns -1. */
+static int prf__validate(cdp_rpc_call *call, const Cdp__V1__GetProfileRequest *req)
+{
+    int by_id = req->master_id[0] != '\0', by_ident = req->identifier != NULL;
+    if (by_id == by_ident) {
+        cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "master_id, identifier: exactly one is required");
+        return -1;
+    }
+    if (by_id && strlen(req->master_id) > PRF_ID_MAX_BYTES) {
+        cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "master_id: at most %d bytes",
+                     PRF_ID_MAX_BYTES);
+        return -1;
+    }
+    if (by_ident && (!req->identifier->type[0] || !req->identifier->value[0])) {
+        cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "identifier.%s: required",
+                     req->identifier->type[0] ? "value" : "type");
+        return -1;
+    }
+    if (req->timeline_limit < 0 || req->timeline_limit > PRF_MAX_TIMELINE_LIMIT) {
+        cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "timeline_limit: must be between 0 and %d, got %" PRId32,
+                     PRF_MAX_TIMELINE_LIMIT, req->timeline_limit);
+        return -1;
+    }
+    return 0;
+}
+
+/* "type:value" for messages about an identifier. */
+static char *prf__ident_str(const Cdp__V1__Identifier *id)
+{
+    size_t n = strlen(id->type) + strlen(id->value) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s:%s", id->type, id->value);
+    return s;
+}
+
+void prf_get_profile(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const Cdp__V1__GetProfileRequest *req = (const Cdp__V1__GetProfileRequest *)msg;
+    if (prf__validate(call, req) != 0)
+        return;
+    prf_get *g = calloc(1, sizeof(*g));
+    if (!g) {
+        cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    g->ps = ud;
+    g->call = call;
+    g->limit = req->timeline_limit > 0 ? (size_t)req->timeline_limit
+                                       : (size_t)g->ps->cfg.timeline_default_limit;
+    int by_id = req->master_id[0] != '\0';
+    g->asked = by_id ? strdup(req->master_id) : prf__ident_str(req->identifier);
+    g->master = by_id ? strdup(req->master_id) : NULL;
+    if (!g->asked || (by_id && !g->master)) {
+        cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        prf__get_free(g);
+        return;
+    }
+    if (by_id) {
+        prf__read(g);
+        return;
+    }
+    Cdp__V1__LookupRequest lr = CDP__V1__LOOKUP_REQUEST__INIT;
+    lr.identifier = req->identifier;
+    int64_t left = cdp_rpc_call_remaining_ms(call);
+    int64_t deadline = left < g->ps->cfg.lookup_timeout_ms ? left : g->ps->cfg.lookup_timeout_ms;
+    if (deadline < 1)
+        deadline = 1;
+    if (cdp_rpc_unary(g->ps->identity, &cdp__v1__identity__descriptor, "Lookup", &lr.base,
+                      (int)deadline, prf__lookup_done, g) != 0) {
+        cdp_rpc_fail(call, GRPC_STATUS_INTERNAL, "identity Lookup is not available");
+        prf__get_free(g);
+    }
+}

@@ -1,0 +1,29 @@
+/* prf_lua: the Redis Lua scripts of the profile service (prf_lua.c). Each is
+ * a complete script for SCRIPT LOAD / EVAL; prf_codec.h builds their keys
+ * and arguments and parses their replies. */
+#ifndef PRF_LUA_H
+#define PRF_LUA_H
+
+/* KEYS: the 9 keys of one profile (prf_keys order) for every script.
+ *
+ * apply     ARGV: now_ms, seen_cutoff_ms, timeline_len, n, then n events
+ *                 (prf_args_add_delta). Reply {"ok", applied, duplicates}
+ *                 or, on a tombstone, {"redirect", survivor, flags} where
+ *                 flags[i] is 1 when event i is in the tombstone's seen
+ *                 record (a duplicate) and 0 when it goes to the survivor.
+ * tombstone ARGV: survivor. Reply: a snapshot (status "ok", the survivor
+ *                 the loser names, its full data with the seen record).
+ * fold      ARGV: loser, seen_cutoff_ms, timeline_len, snapshot
+ *                 (prf_args_add_profile). Reply {"folded"}, {"already"} or
+ *                 {"redirect", survivor}.
+ * strip     ARGV: none. Reply 1 (data dropped) or 0 (not a tombstone).
+ * read      ARGV: last timeline index (-1 for all), "1" to include seen.
+ *                 Reply: a snapshot with status "ok", or {"redirect",
+ *                 survivor}, or {"missing"}. */
+extern const char prf_lua_apply[];
+extern const char prf_lua_tombstone[];
+extern const char prf_lua_fold[];
+extern const char prf_lua_strip[];
+extern const char prf_lua_read[];
+
+#endif

@@ -1,0 +1,63 @@
+/* prf_store: script registration and the one-profile EVAL (see prf_store.h). */
+#include "prf_store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "prf_lua.h"
+
+int prf_store_init(prf_store *s, cdp_redis *r)
+{
+    memset(s, 0, sizeof(*s));
+    s->redis = r;
+    s->apply = cdp_redis_script_add(r, "profile_apply", prf_lua_apply);
+    s->tombstone = cdp_redis_script_add(r, "profile_tombstone", prf_lua_tombstone);
+    s->fold = cdp_redis_script_add(r, "profile_fold", prf_lua_fold);
+    s->strip = cdp_redis_script_add(r, "profile_strip", prf_lua_strip);
+    s->read = cdp_redis_script_add(r, "profile_read", prf_lua_read);
+    return (s->apply && s->tombstone && s->fold && s->strip && s->read) ? 0 : -1;
+}
+
+void prf_store_eval(prf_store *s, cdp_redis_script *script, const char *master,
+                    const prf_args *args, cdp_redis_cb cb, void *ud)
+{
+    prf_keys k;
+    if (prf_keys_init(&k, master) != PRF_OK) {
+        cb(NULL, "out of memory", ud);
+        return;
+    }
+    cdp_redis_eval(s->redis, script, cb, ud, PRF_KEY_COUNT, (const char **)k.v, k.len,
+                   args ? (int)args->n : 0, args ? (const char **)args->v : NULL,
+                   args ? args->len : NULL);
+    prf_keys_free(&k);
+}
+
+/* Error replies that say "try again later" rather than "this is wrong". */
+static int prf__transient(const char *s)
+{
+    static const char *const prefixes[] = { "LOADING", "BUSY", "OOM", "TRYAGAIN",
+                                            "CLUSTERDOWN", "MASTERDOWN", "READONLY" };
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+grpc_status_code prf_store_status(const redisReply *reply, const char *err, char *msg,
+                                  size_t msglen)
+{
+    if (err || !reply) {
+        snprintf(msg, msglen, "redis unavailable: %s", err ? err : "no reply");
+        return GRPC_STATUS_UNAVAILABLE;
+    }
+    if (reply->type != REDIS_REPLY_ERROR) {
+        msg[0] = '\0';
+        return GRPC_STATUS_OK;
+    }
+    if (prf__transient(reply->str)) {
+        snprintf(msg, msglen, "redis unavailable: %s", reply->str);
+        return GRPC_STATUS_UNAVAILABLE;
+    }
+    snprintf(msg, msglen, "redis error: %s", reply->str);
+    return GRPC_STATUS_INTERNAL;
+}

@@ -1,0 +1,40 @@
+/* prf_store: the profile's Redis edge. Registers the Lua scripts (prf_lua.h)
+ * with the shared client and runs one of them on one profile's keys; what
+ * the arguments and replies mean is prf_codec.h's business.
+ *
+ * Each call is one EVALSHA routed by the profile's hash tag, so calls for
+ * different profiles issued in one loop turn leave in one write per node. */
+#ifndef PRF_STORE_H
+#define PRF_STORE_H
+
+#include <grpc/status.h>
+#include "cdp_redis.h"
+#include "prf_codec.h"
+
+typedef struct {
+    cdp_redis *redis;
+    cdp_redis_script *apply;
+    cdp_redis_script *tombstone;
+    cdp_redis_script *fold;
+    cdp_redis_script *strip;
+    cdp_redis_script *read;
+} prf_store;
+
+/* Registers the scripts on r (before cdp_redis_start). Returns 0 or -1. */
+int prf_store_init(prf_store *s, cdp_redis *r);
+
+/* Runs `script` on the keys of `master` with `args` (NULL for none). cb is
+ * called exactly once, as cdp_redis_cb says (synchronously only when the
+ * keys cannot be allocated, with err "out of memory"). */
+void prf_store_eval(prf_store *s, cdp_redis_script *script, const char *master,
+                    const prf_args *args, cdp_redis_cb cb, void *ud);
+
+/* Classifies a script's outcome: GRPC_STATUS_OK when reply is a non-error
+ * reply; UNAVAILABLE ("redis unavailable: ...") when Redis could not be
+ * reached or answered a transient error (LOADING, BUSY, OOM, TRYAGAIN,
+ * CLUSTERDOWN, MASTERDOWN, READONLY); INTERNAL ("redis error: ...") for any
+ * other error reply. msg gets the message. */
+grpc_status_code prf_store_status(const redisReply *reply, const char *err, char *msg,
+                                  size_t msglen);
+
+#endif

@@ -1,0 +1,701 @@
+/* itest_identity: drives a real cdp-identity binary against a real, private
+ * Redis on loopback and checks what the service promises: creation and
+ * re-resolution, normalization, Lookup/GetIdentities and their statuses,
+ * validation messages, blocked values, merges (oldest survives) and their
+ * replay for a retried message id, the user_id limit, ResolveBatch (shared
+ * identifiers in one batch, an unusable request inside a batch), concurrent
+ * resolutions of one new person converging on one master id, and
+ * UNAVAILABLE while Redis is down. Two replicas run, so that concurrent
+ * resolutions race across processes as they do in production.
+ *
+ *   itest_identity [<cdp-identity>] [--redis host:port]
+ *
+ * Without a path it runs the cdp-identity next to itself. Without --redis it
+ * starts its own Redis on port 6401; with --redis (e.g. the seed of a Redis
+ * Cluster) it uses that one and skips the Redis-down test. The two identity
+ * replicas listen on 50182 and 50183 (metrics 9282, 9283). Prints
+ * "N passed, M failed"; exits 1 on any failure. */
+#include <arpa/inet.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "cdp/v1/identity.pb-c.h"
+#include "cdp_rpc.h"
+
+#define REDIS_PORT 6401
+#define IDN_ADDR "127.0.0.1:50182"
+#define IDN_METRICS_ADDR "127.0.0.1:9282"
+#define IDN_METRICS_PORT 9282
+/* A second replica, so that concurrent resolutions race across processes. */
+#define IDN2_ADDR "127.0.0.1:50183"
+#define IDN2_METRICS_ADDR "127.0.0.1:9283"
+#define IDN2_METRICS_PORT 9283
+#define CALL_DEADLINE_MS 10000
+#define READY_TIMEOUT_MS 10000
+#define POLL_MS 100
+#define CONCURRENT_CALLS 50
+#define BATCH_PERSONS 100
+#define EVENTS_PER_PERSON 4
+#define MAX_IDS 8
+
+static int passed, failed;
+static uv_loop_t *loop;
+static cdp_rpc_channel *chan, *chan2;
+static char tag[32]; /* makes this run's identifiers unique */
+
+#define CHECK(cond, ...)                                                                    \
+    do {                                                                                    \
+        if (cond) {                                                                         \
+            passed++;                                                                       \
+        } else {                                                                            \
+            failed++;                                                                       \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                            \
+            fprintf(stderr, __VA_ARGS__);                                                   \
+            fprintf(stderr, "\n");                                                          \
+        }                                                                                   \
+    } while (0)
+
+/* ------------------------------------------------------------------ processes */
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static pid_t spawn(char *const argv[], char *const env[]) {
+    fflush(stdout); /* or the child's freopen flushes our buffer a second time */
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (size_t i = 0; env && env[i]; i++)
+            putenv(env[i]);
+        if (getenv("ITEST_VERBOSE") == NULL &&
+            (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)))
+            _exit(127);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int stop_process(pid_t pid, int timeout_ms) {
+    int status = 0;
+    kill(pid, SIGTERM);
+    for (int waited = 0; waited < timeout_ms; waited += POLL_MS) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        sleep_ms(POLL_MS);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static pid_t start_redis(void) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", REDIS_PORT);
+    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", NULL};
+    pid_t pid = spawn(argv, NULL);
+    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
+        redisContext *c = redisConnect("127.0.0.1", REDIS_PORT);
+        int ok = c && !c->err;
+        redisFree(c);
+        if (ok)
+            return pid;
+        sleep_ms(POLL_MS);
+    }
+    return pid;
+}
+
+static pid_t start_identity(const char *bin, const char *redis_addr, const char *addr,
+                            const char *metrics) {
+    char redis[96], grpc[64], m[64];
+    snprintf(redis, sizeof redis, "CDP_REDIS_ADDR=%s", redis_addr);
+    snprintf(grpc, sizeof grpc, "CDP_GRPC_ADDR=%s", addr);
+    snprintf(m, sizeof m, "CDP_METRICS_ADDR=%s", metrics);
+    char *env[] = {redis, grpc, m, "CDP_REDIS_COMMAND_TIMEOUT_MS=2000", NULL};
+    char *argv[] = {(char *)bin, NULL};
+    return spawn(argv, env);
+}
+
+/* ------------------------------------------------------------------ calls */
+
+typedef struct {
+    int done;
+    grpc_status_code code;
+    char details[512];
+    uint8_t *resp;
+    size_t len;
+} call_result;
+
+static void on_done(grpc_status_code code, const char *details, const ProtobufCMessage *resp,
+                    void *ud) {
+    call_result *r = ud;
+    r->code = code;
+    snprintf(r->details, sizeof r->details, "%s", details ? details : "");
+    if (resp) {
+        r->len = protobuf_c_message_get_packed_size(resp);
+        r->resp = malloc(r->len ? r->len : 1);
+        protobuf_c_message_pack(resp, r->resp);
+    }
+    r->done = 1;
+}
+
+static void start_call(cdp_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                       call_result *r) {
+    memset(r, 0, sizeof *r);
+    cdp_rpc_unary(ch, &cdp__v1__identity__descriptor, method, req, CALL_DEADLINE_MS, on_done, r);
+}
+
+static call_result call(const char *method, const ProtobufCMessage *req) {
+    call_result r;
+    start_call(chan, method, req, &r);
+    while (!r.done)
+        uv_run(loop, UV_RUN_ONCE);
+    return r;
+}
+
+/* A request under construction: up to MAX_IDS identifiers. */
+typedef struct {
+    Cdp__V1__ResolveRequest req;
+    Cdp__V1__Identifier ids[MAX_IDS];
+    Cdp__V1__Identifier *ptrs[MAX_IDS];
+    char vals[MAX_IDS][128];
+} req_buf;
+
+static void rb_init(req_buf *b, const char *message_id) {
+    memset(b, 0, sizeof *b);
+    cdp__v1__resolve_request__init(&b->req);
+    b->req.identifiers = b->ptrs;
+    b->req.message_id = (char *)(message_id ? message_id : "");
+}
+
+/* Adds an identifier; value is a printf format with the run tag as %s when
+ * it contains one. */
+static void rb_add(req_buf *b, const char *type, const char *value) {
+    size_t i = b->req.n_identifiers++;
+    cdp__v1__identifier__init(&b->ids[i]);
+    snprintf(b->vals[i], sizeof b->vals[i], "%s", value);
+    b->ids[i].type = (char *)type;
+    b->ids[i].value = b->vals[i];
+    b->ptrs[i] = &b->ids[i];
+}
+
+static Cdp__V1__ResolveResponse *resolve(req_buf *b, call_result *out) {
+    *out = call("Resolve", &b->req.base);
+    return out->resp ? cdp__v1__resolve_response__unpack(NULL, out->len, out->resp) : NULL;
+}
+
+static char *lookup(const char *type, const char *value, call_result *out) {
+    Cdp__V1__Identifier id = CDP__V1__IDENTIFIER__INIT;
+    id.type = (char *)type;
+    id.value = (char *)value;
+    Cdp__V1__LookupRequest req = CDP__V1__LOOKUP_REQUEST__INIT;
+    req.identifier = &id;
+    *out = call("Lookup", &req.base);
+    if (!out->resp)
+        return NULL;
+    Cdp__V1__LookupResponse *r = cdp__v1__lookup_response__unpack(NULL, out->len, out->resp);
+    char *m = r ? strdup(r->master_id) : NULL;
+    cdp__v1__lookup_response__free_unpacked(r, NULL);
+    return m;
+}
+
+static Cdp__V1__GetIdentitiesResponse *get_identities(const char *master, call_result *out) {
+    Cdp__V1__GetIdentitiesRequest req = CDP__V1__GET_IDENTITIES_REQUEST__INIT;
+    req.master_id = (char *)master;
+    *out = call("GetIdentities", &req.base);
+    return out->resp ? cdp__v1__get_identities_response__unpack(NULL, out->len, out->resp) : NULL;
+}
+
+static int has_identifier(Cdp__V1__Identifier **ids, size_t n, const char *type,
+                          const char *value) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i]->type, type) == 0 && strcmp(ids[i]->value, value) == 0)
+            return 1;
+    return 0;
+}
+
+static void val(char *out, size_t len, const char *what) {
+    snprintf(out, len, "%s-%s", what, tag);
+}
+
+static int wait_ready(cdp_rpc_channel *ch) {
+    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
+        req_buf b;
+        rb_init(&b, NULL);
+        rb_add(&b, "cookie_id", "readiness-probe");
+        call_result r;
+        start_call(ch, "Resolve", &b.req.base, &r);
+        while (!r.done)
+            uv_run(loop, UV_RUN_ONCE);
+        free(r.resp);
+        if (r.code == GRPC_STATUS_OK)
+            return 0;
+        sleep_ms(POLL_MS);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_create_and_resolve_again(void) {
+    char uid[64], email[64], upper[64];
+    val(uid, sizeof uid, "u1");
+    snprintf(email, sizeof email, "ann-%s@example.com", tag);
+    snprintf(upper, sizeof upper, "  ANN-%s@Example.COM ", tag);
+    req_buf b;
+    rb_init(&b, NULL);
+    rb_add(&b, "user_id", uid);
+    rb_add(&b, "email", upper);
+    call_result r1, r2;
+    Cdp__V1__ResolveResponse *a = resolve(&b, &r1);
+    CHECK(a && a->created && strlen(a->master_id) == 23, "new person created (%d %s)", r1.code,
+          r1.details);
+    CHECK(a && a->n_identifiers == 2 && has_identifier(a->identifiers, a->n_identifiers, "email",
+                                                       email),
+          "identifiers stored normalized");
+    rb_init(&b, NULL);
+    rb_add(&b, "email", email);
+    Cdp__V1__ResolveResponse *c = resolve(&b, &r2);
+    CHECK(a && c && !c->created && strcmp(a->master_id, c->master_id) == 0,
+          "same email resolves to the same master");
+    call_result r3;
+    char *m = lookup("email", upper, &r3);
+    CHECK(a && m && strcmp(m, a->master_id) == 0, "Lookup normalizes and finds the master");
+    free(m);
+    m = lookup("email", "nobody-at-all@example.com", &r3);
+    CHECK(m == NULL && r3.code == GRPC_STATUS_NOT_FOUND, "Lookup of unknown: NOT_FOUND (%d)",
+          r3.code);
+    m = lookup("email", "not-an-email", &r3);
+    CHECK(m == NULL && r3.code == GRPC_STATUS_INVALID_ARGUMENT &&
+              strstr(r3.details, "identifier.value: not a valid email"),
+          "Lookup validates (%d %s)", r3.code, r3.details);
+    free(m);
+    cdp__v1__resolve_response__free_unpacked(a, NULL);
+    cdp__v1__resolve_response__free_unpacked(c, NULL);
+    free(r1.resp);
+    free(r2.resp);
+}
+
+static void test_validation(void) {
+    req_buf b;
+    rb_init(&b, NULL);
+    rb_add(&b, "user_id", "x-valid");
+    rb_add(&b, "email", "broken-email");
+    call_result r;
+    Cdp__V1__ResolveResponse *a = resolve(&b, &r);
+    CHECK(!a && r.code == GRPC_STATUS_INVALID_ARGUMENT &&
+              strcmp(r.details, "identifiers[1].value: not a valid email") == 0,
+          "invalid email: INVALID_ARGUMENT naming the field (%d %s)", r.code, r.details);
+    rb_init(&b, NULL);
+    rb_add(&b, "Bad Type", "x");
+    a = resolve(&b, &r);
+    CHECK(!a && r.code == GRPC_STATUS_INVALID_ARGUMENT && strstr(r.details, "identifiers[0].type"),
+          "bad type: INVALID_ARGUMENT (%s)", r.details);
+    rb_init(&b, NULL);
+    a = resolve(&b, &r);
+    CHECK(!a && r.code == GRPC_STATUS_INVALID_ARGUMENT, "no identifiers: INVALID_ARGUMENT");
+    rb_init(&b, NULL);
+    rb_add(&b, "user_id", "null");
+    a = resolve(&b, &r);
+    CHECK(!a && r.code == GRPC_STATUS_INVALID_ARGUMENT && strstr(r.details, "no usable"),
+          "only blocked values: INVALID_ARGUMENT (%s)", r.details);
+
+    char cookie[64];
+    val(cookie, sizeof cookie, "cookie-blocked");
+    rb_init(&b, NULL);
+    rb_add(&b, "user_id", "undefined");
+    rb_add(&b, "cookie_id", cookie);
+    a = resolve(&b, &r);
+    CHECK(a && a->n_identifiers == 1 && a->n_dropped == 1 &&
+              strcmp(a->dropped[0]->reason, "blocked value") == 0,
+          "blocked value dropped with its reason");
+    cdp__v1__resolve_response__free_unpacked(a, NULL);
+    free(r.resp);
+
+    call_result g;
+    Cdp__V1__GetIdentitiesResponse *gi = get_identities("nope", &g);
+    CHECK(!gi && g.code == GRPC_STATUS_INVALID_ARGUMENT, "GetIdentities validates the id");
+    gi = get_identities("m000000000001aaaaaaaaaa", &g);
+    CHECK(!gi && g.code == GRPC_STATUS_NOT_FOUND, "GetIdentities of unknown: NOT_FOUND (%d %s)",
+          g.code, g.details);
+}
+
+static void test_merge_and_retry(void) {
+    char cookie[64], email[64], msg[64];
+    val(cookie, sizeof cookie, "c-merge");
+    snprintf(email, sizeof email, "bob-%s@example.com", tag);
+    val(msg, sizeof msg, "msg-merge");
+    req_buf b;
+    call_result r;
+    rb_init(&b, NULL);
+    rb_add(&b, "cookie_id", cookie);
+    Cdp__V1__ResolveResponse *a = resolve(&b, &r);
+    free(r.resp);
+    sleep_ms(5); /* the second master is strictly younger */
+    rb_init(&b, NULL);
+    rb_add(&b, "email", email);
+    Cdp__V1__ResolveResponse *c = resolve(&b, &r);
+    free(r.resp);
+    CHECK(a && c && strcmp(a->master_id, c->master_id) < 0, "two masters, the first older");
+    if (!a || !c)
+        return;
+
+    rb_init(&b, msg);
+    rb_add(&b, "email", email);
+    rb_add(&b, "cookie_id", cookie);
+    Cdp__V1__ResolveResponse *m = resolve(&b, &r);
+    free(r.resp);
+    CHECK(m && strcmp(m->master_id, a->master_id) == 0, "merge: the oldest master survives");
+    CHECK(m && m->n_merges == 1 && strcmp(m->merges[0]->survivor_id, a->master_id) == 0 &&
+              strcmp(m->merges[0]->loser_id, c->master_id) == 0 &&
+              strcmp(m->merges[0]->message_id, msg) == 0 && m->merges[0]->merged_at,
+          "merge reported with survivor, loser and message id");
+    Cdp__V1__ResolveResponse *again = resolve(&b, &r);
+    free(r.resp);
+    CHECK(again && strcmp(again->master_id, a->master_id) == 0 && again->n_merges == 1 &&
+              strcmp(again->merges[0]->loser_id, c->master_id) == 0,
+          "a retried message id reports the merges it caused");
+    rb_init(&b, "some-other-message");
+    rb_add(&b, "email", email);
+    Cdp__V1__ResolveResponse *other = resolve(&b, &r);
+    free(r.resp);
+    CHECK(other && other->n_merges == 0, "another message reports no merges");
+
+    call_result g;
+    Cdp__V1__GetIdentitiesResponse *gi = get_identities(c->master_id, &g);
+    CHECK(gi && strcmp(gi->master_id, a->master_id) == 0 &&
+              has_identifier(gi->identifiers, gi->n_identifiers, "email", email) &&
+              has_identifier(gi->identifiers, gi->n_identifiers, "cookie_id", cookie) &&
+              gi->n_merges == 1,
+          "GetIdentities of the loser follows to the survivor with all identifiers");
+    call_result lr;
+    char *lm = lookup("email", email, &lr);
+    CHECK(lm && strcmp(lm, a->master_id) == 0, "Lookup after merge gives the survivor");
+    free(lm);
+    free(g.resp);
+    cdp__v1__get_identities_response__free_unpacked(gi, NULL);
+    cdp__v1__resolve_response__free_unpacked(a, NULL);
+    cdp__v1__resolve_response__free_unpacked(c, NULL);
+    cdp__v1__resolve_response__free_unpacked(m, NULL);
+    cdp__v1__resolve_response__free_unpacked(again, NULL);
+    cdp__v1__resolve_response__free_unpacked(other, NULL);
+}
+
+static void test_user_id_limit(void) {
+    char u1[64], u2[64], email[64];
+    val(u1, sizeof u1, "limit-u1");
+    val(u2, sizeof u2, "limit-u2");
+    snprintf(email, sizeof email, "shared-%s@example.com", tag);
+    req_buf b;
+    call_result r;
+    rb_init(&b, NULL);
+    rb_add(&b, "user_id", u1);
+    rb_add(&b, "email", email);
+    Cdp__V1__ResolveResponse *a = resolve(&b, &r);
+    free(r.resp);
+    rb_init(&b, NULL);
+    rb_add(&b, "user_id", u2);
+    rb_add(&b, "email", email);
+    Cdp__V1__ResolveResponse *c = resolve(&b, &r);
+    free(r.resp);
+    CHECK(a && c && strcmp(a->master_id, c->master_id) != 0 && c->created,
+          "a second user_id gets its own profile");
+    CHECK(c && c->n_dropped == 1 && strcmp(c->dropped[0]->identifier->type, "email") == 0 &&
+              strcmp(c->dropped[0]->reason, "limit user_id=1 would be exceeded") == 0,
+          "the email linking to another user_id is dropped with the limit as reason");
+    cdp__v1__resolve_response__free_unpacked(a, NULL);
+    cdp__v1__resolve_response__free_unpacked(c, NULL);
+}
+
+static void test_batch(void) {
+    enum { N = 4 };
+    req_buf b[N];
+    Cdp__V1__ResolveRequest *reqs[N];
+    char anon[64], uid[64], other[64];
+    val(anon, sizeof anon, "batch-anon");
+    val(uid, sizeof uid, "batch-user");
+    val(other, sizeof other, "batch-other");
+    rb_init(&b[0], "bm0");
+    rb_add(&b[0], "anonymous_id", anon);
+    rb_init(&b[1], "bm1");
+    rb_add(&b[1], "email", "broken");
+    rb_init(&b[2], "bm2");
+    rb_add(&b[2], "anonymous_id", anon);
+    rb_add(&b[2], "user_id", uid);
+    rb_init(&b[3], "bm3");
+    rb_add(&b[3], "device_id", other);
+    for (int i = 0; i < N; i++)
+        reqs[i] = &b[i].req;
+    Cdp__V1__ResolveBatchRequest req = CDP__V1__RESOLVE_BATCH_REQUEST__INIT;
+    req.requests = reqs;
+    req.n_requests = N;
+    call_result r = call("ResolveBatch", &req.base);
+    Cdp__V1__ResolveBatchResponse *resp =
+        r.resp ? cdp__v1__resolve_batch_response__unpack(NULL, r.len, r.resp) : NULL;
+    free(r.resp);
+    CHECK(resp && resp->n_results == N, "batch answers every request (%d %s)", r.code, r.details);
+    if (!resp || resp->n_results != N)
+        return;
+    CHECK(strcmp(resp->results[0]->master_id, resp->results[2]->master_id) == 0 &&
+              resp->results[0]->master_id[0] != '\0',
+          "requests sharing an identifier in one batch resolve to one master");
+    CHECK(resp->results[1]->master_id[0] == '\0' && resp->results[1]->n_dropped == 1 &&
+              strcmp(resp->results[1]->dropped[0]->reason, "not a valid email") == 0,
+          "an unusable request gets an empty master id and its reason");
+    CHECK(strcmp(resp->results[3]->master_id, resp->results[0]->master_id) != 0,
+          "an unrelated request gets its own master");
+    cdp__v1__resolve_batch_response__free_unpacked(resp, NULL);
+
+    Cdp__V1__ResolveBatchRequest empty = CDP__V1__RESOLVE_BATCH_REQUEST__INIT;
+    r = call("ResolveBatch", &empty.base);
+    CHECK(r.code == GRPC_STATUS_INVALID_ARGUMENT, "empty batch: INVALID_ARGUMENT");
+}
+
+/* A pipeline-sized batch: BATCH_PERSONS persons, EVENTS_PER_PERSON events
+ * each, interleaved; every event carries the person's anonymous id and
+ * some carry more. */
+static void test_big_batch(void) {
+    enum { N = BATCH_PERSONS * EVENTS_PER_PERSON };
+    req_buf *b = calloc(N, sizeof *b);
+    Cdp__V1__ResolveRequest **reqs = calloc(N, sizeof *reqs);
+    for (int i = 0; i < N; i++) {
+        int person = i % BATCH_PERSONS, k = i / BATCH_PERSONS;
+        char v[96];
+        rb_init(&b[i], NULL);
+        snprintf(v, sizeof v, "bb-anon-%d-%s", person, tag);
+        rb_add(&b[i], "anonymous_id", v);
+        if (k == 1) {
+            snprintf(v, sizeof v, "bb-user-%d-%s", person, tag);
+            rb_add(&b[i], "user_id", v);
+        } else if (k == 2) {
+            snprintf(v, sizeof v, "bb-%d-%s@example.com", person, tag);
+            rb_add(&b[i], "email", v);
+        }
+        reqs[i] = &b[i].req;
+    }
+    Cdp__V1__ResolveBatchRequest req = CDP__V1__RESOLVE_BATCH_REQUEST__INIT;
+    req.requests = reqs;
+    req.n_requests = N;
+    uint64_t t0 = uv_hrtime();
+    call_result r = call("ResolveBatch", &req.base);
+    double ms = (double)(uv_hrtime() - t0) / 1e6;
+    Cdp__V1__ResolveBatchResponse *resp =
+        r.resp ? cdp__v1__resolve_batch_response__unpack(NULL, r.len, r.resp) : NULL;
+    free(r.resp);
+    int same = resp && resp->n_results == N;
+    for (int i = 0; same && i < N; i++)
+        same = strcmp(resp->results[i]->master_id,
+                      resp->results[i % BATCH_PERSONS]->master_id) == 0;
+    CHECK(same, "batch of %d events: each person's events share one master id", N);
+    printf("ResolveBatch of %d new-person events: %.1f ms\n", N, ms);
+    cdp__v1__resolve_batch_response__free_unpacked(resp, NULL);
+    free(b);
+    free(reqs);
+}
+
+/* CONCURRENT_CALLS Resolve calls in flight at once for one new person,
+ * alternating between two replicas. With
+ * a shared identifier (the email) every call must return the same master
+ * id; with only chained overlaps, every returned id must lead to one
+ * survivor. */
+static void concurrent_round(int chained, const char *label) {
+    static const char *types[] = {"phone", "device_id", "cookie_id", "anonymous_id", "crm_id"};
+    req_buf *b = calloc(CONCURRENT_CALLS, sizeof *b);
+    call_result *res = calloc(CONCURRENT_CALLS, sizeof *res);
+    unsigned seed = (unsigned)time(NULL);
+    for (int i = 0; i < CONCURRENT_CALLS; i++) {
+        char v[96];
+        rb_init(&b[i], NULL);
+        if (chained) { /* i links to i+1 only */
+            snprintf(v, sizeof v, "%s-chain-%d", tag, i);
+            rb_add(&b[i], "device_id", v);
+            snprintf(v, sizeof v, "%s-chain-%d", tag, i + 1);
+            rb_add(&b[i], "device_id", v);
+            continue;
+        }
+        snprintf(v, sizeof v, "conc-%s@example.com", tag);
+        rb_add(&b[i], "email", v);
+        for (int t = 0; t < 5; t++) {
+            if (rand_r(&seed) % 2 == 0)
+                continue;
+            if (t == 0)
+                snprintf(v, sizeof v, "+1415555%04d", (int)(getpid() % 10000));
+            else
+                snprintf(v, sizeof v, "%s-%s", types[t], tag);
+            rb_add(&b[i], types[t], v);
+        }
+    }
+    for (int i = 0; i < CONCURRENT_CALLS; i++)
+        start_call(i % 2 ? chan2 : chan, "Resolve", &b[i].req.base, &res[i]);
+    for (int i = 0; i < CONCURRENT_CALLS; i++)
+        while (!res[i].done)
+            uv_run(loop, UV_RUN_ONCE);
+    char first[32] = "";
+    int ok = 1, same = 1;
+    char roots[CONCURRENT_CALLS][32];
+    for (int i = 0; i < CONCURRENT_CALLS; i++) {
+        Cdp__V1__ResolveResponse *a =
+            res[i].resp ? cdp__v1__resolve_response__unpack(NULL, res[i].len, res[i].resp) : NULL;
+        if (!a) {
+            ok = 0;
+            fprintf(stderr, "  call %d: %d %s\n", i, res[i].code, res[i].details);
+            continue;
+        }
+        if (first[0] == '\0')
+            snprintf(first, sizeof first, "%s", a->master_id);
+        same = same && strcmp(first, a->master_id) == 0;
+        call_result g;
+        Cdp__V1__GetIdentitiesResponse *gi = get_identities(a->master_id, &g);
+        snprintf(roots[i], sizeof roots[i], "%s", gi ? gi->master_id : "?");
+        cdp__v1__get_identities_response__free_unpacked(gi, NULL);
+        free(g.resp);
+        cdp__v1__resolve_response__free_unpacked(a, NULL);
+        free(res[i].resp);
+    }
+    int converged = ok;
+    for (int i = 1; i < CONCURRENT_CALLS && converged; i++)
+        converged = strcmp(roots[i], roots[0]) == 0;
+    CHECK(ok, "%s: all %d concurrent calls succeed", label, CONCURRENT_CALLS);
+    if (!chained)
+        CHECK(same, "%s: all %d concurrent calls return the same master id", label,
+              CONCURRENT_CALLS);
+    CHECK(converged, "%s: every returned master id leads to one survivor", label);
+    free(b);
+    free(res);
+}
+
+/* The value of a counter without labels from the service's /metrics, or -1. */
+static double metric(int port, const char *name) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    static char buf[1 << 20];
+    size_t n = 0;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    const char *req = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    if (write(fd, req, strlen(req)) < 0) {
+        close(fd);
+        return -1;
+    }
+    ssize_t k;
+    while (n < sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)k;
+    close(fd);
+    buf[n] = '\0';
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(buf, pat);
+    return p ? atof(p + strlen(pat)) : 0;
+}
+
+static void test_concurrency(void) {
+    const char *name = "cdp_identity_restarts_total";
+    double before = metric(IDN_METRICS_PORT, name) + metric(IDN2_METRICS_PORT, name);
+    concurrent_round(0, "shared email");
+    double after = metric(IDN_METRICS_PORT, name) + metric(IDN2_METRICS_PORT, name);
+    /* proof that the calls really raced: losers of a claim start again */
+    CHECK(after > before, "concurrent calls raced (restarts %.0f -> %.0f)", before, after);
+    printf("restarted resolution rounds during %d concurrent calls: %.0f\n", CONCURRENT_CALLS,
+           after - before);
+    concurrent_round(1, "chained overlaps");
+}
+
+static void test_redis_down(pid_t *redis) {
+    stop_process(*redis, 5000);
+    sleep_ms(1500); /* the client notices at its next ping */
+    req_buf b;
+    rb_init(&b, NULL);
+    rb_add(&b, "user_id", "while-down");
+    call_result r;
+    Cdp__V1__ResolveResponse *a = resolve(&b, &r);
+    CHECK(!a && r.code == GRPC_STATUS_UNAVAILABLE && strncmp(r.details, "redis unavailable", 17) == 0,
+          "Redis down: UNAVAILABLE (%d %s)", r.code, r.details);
+    *redis = start_redis();
+    int back = 0;
+    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS && !back; i++) {
+        a = resolve(&b, &r);
+        back = a != NULL;
+        cdp__v1__resolve_response__free_unpacked(a, NULL);
+        free(r.resp);
+        if (!back)
+            sleep_ms(POLL_MS);
+    }
+    CHECK(back, "Redis back: resolution works again");
+}
+
+int main(int argc, char **argv) {
+    char bin[4096], self[4096];
+    const char *redis_addr = NULL;
+    snprintf(self, sizeof self, "%s", argv[0]);
+    snprintf(bin, sizeof bin, "%s/cdp-identity", dirname(self));
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--redis") == 0 && i + 1 < argc)
+            redis_addr = argv[++i];
+        else
+            snprintf(bin, sizeof bin, "%s", argv[i]);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(tag, sizeof tag, "it%ld-%ld", (long)getpid(), (long)time(NULL));
+    pid_t redis = 0;
+    char own[32];
+    if (redis_addr == NULL) {
+        redis = start_redis();
+        snprintf(own, sizeof own, "127.0.0.1:%d", REDIS_PORT);
+        redis_addr = own;
+    }
+    loop = uv_default_loop();
+    cdp_rpc_init(loop);
+    cdp_rpc_channel_opts co = {.max_attempts = 1};
+    chan = cdp_rpc_channel_new(loop, IDN_ADDR, &co);
+    chan2 = cdp_rpc_channel_new(loop, IDN2_ADDR, &co);
+    pid_t idn = start_identity(bin, redis_addr, IDN_ADDR, IDN_METRICS_ADDR);
+    pid_t idn2 = start_identity(bin, redis_addr, IDN2_ADDR, IDN2_METRICS_ADDR);
+    int ready = wait_ready(chan) == 0 && wait_ready(chan2) == 0;
+    CHECK(ready, "identity replicas ready (%s)", bin);
+    if (!ready) {
+        stop_process(idn, 5000);
+        stop_process(idn2, 5000);
+        if (redis > 0)
+            stop_process(redis, 5000);
+        printf("%d passed, %d failed\n", passed, failed);
+        return 1;
+    }
+
+    test_create_and_resolve_again();
+    test_validation();
+    test_merge_and_retry();
+    test_user_id_limit();
+    test_batch();
+    test_big_batch();
+    test_concurrency();
+    if (redis > 0)
+        test_redis_down(&redis);
+    CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly on SIGTERM");
+    CHECK(stop_process(idn2, 10000) == 0, "second replica exits cleanly on SIGTERM");
+
+    cdp_rpc_channel_close(chan);
+    cdp_rpc_channel_close(chan2);
+    uv_run(loop, UV_RUN_NOWAIT);
+    if (redis > 0)
+        stop_process(redis, 5000);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,616 @@
+/* itest_ingest: drives a real cdp-ingestion binary against a real, private
+ * Redis on loopback and checks what the service promises: intake results,
+ * dedup, validation statuses, the log layout, dead-letter paging and replay,
+ * back-pressure of a full log, UNAVAILABLE while Redis is down, the
+ * pipeline's patience while identity/profile are unreachable, and a clean
+ * SIGTERM. With the identity and profile binaries given as well, it also
+ * checks that the pipeline drains the log through them.
+ *
+ *   itest_ingest <cdp-ingestion> [<cdp-identity> <cdp-profile>]
+ *
+ * Ports: Redis 6421, ingestion 50161 (metrics 9261), identity 50162,
+ * profile 50163. Prints "N passed, M failed"; exits 1 on any failure. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "cdp/v1/ingestion.pb-c.h"
+#include "cdp_rpc.h"
+
+#define REDIS_PORT 6421
+#define ING_ADDR "127.0.0.1:50161"
+#define ING_METRICS_ADDR "127.0.0.1:9261"
+#define IDN_ADDR "127.0.0.1:50162"
+#define PRF_ADDR "127.0.0.1:50163"
+#define STREAM "cdp:ing:{log:0}:events"
+#define DEAD "cdp:ing:{log:0}:dead"
+#define ATTEMPTS "cdp:ing:{log:0}:attempts"
+#define CALL_DEADLINE_MS 5000
+#define READY_TIMEOUT_MS 10000
+#define POLL_MS 100
+
+static int passed, failed;
+static uv_loop_t *loop;
+static cdp_rpc_channel *chan;
+
+#define CHECK(cond, ...)                                                                    \
+    do {                                                                                    \
+        if (cond) {                                                                         \
+            passed++;                                                                       \
+        } else {                                                                            \
+            failed++;                                                                       \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                            \
+            fprintf(stderr, __VA_ARGS__);                                                   \
+            fprintf(stderr, "\n");                                                          \
+        }                                                                                   \
+    } while (0)
+
+/* ------------------------------------------------------------------ processes */
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static pid_t spawn(char *const argv[], char *const env[])
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (size_t i = 0; env && env[i]; i++)
+            putenv(env[i]);
+        if (getenv("ITEST_VERBOSE") == NULL &&
+            (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)))
+            _exit(127);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int stop_process(pid_t pid, int timeout_ms)
+{
+    int status = 0;
+    kill(pid, SIGTERM);
+    for (int waited = 0; waited < timeout_ms; waited += POLL_MS) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        sleep_ms(POLL_MS);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static pid_t start_redis(void)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", REDIS_PORT);
+    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", NULL};
+    pid_t pid = spawn(argv, NULL);
+    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
+        redisContext *c = redisConnect("127.0.0.1", REDIS_PORT);
+        int ok = c && !c->err;
+        redisFree(c);
+        if (ok)
+            return pid;
+        sleep_ms(POLL_MS);
+    }
+    return pid;
+}
+
+static pid_t start_ingestion(const char *bin, const char *extra1, const char *extra2)
+{
+    char redis[64];
+    snprintf(redis, sizeof redis, "CDP_REDIS_ADDR=127.0.0.1:%d", REDIS_PORT);
+    char *env[] = {redis, "CDP_GRPC_ADDR=" ING_ADDR, "CDP_METRICS_ADDR=" ING_METRICS_ADDR,
+                   "CDP_IDENTITY_ADDR=" IDN_ADDR, "CDP_PROFILE_ADDR=" PRF_ADDR,
+                   "CDP_PIPELINE_CLAIM_INTERVAL_MS=500", "CDP_PIPELINE_CLAIM_IDLE_MS=1000",
+                   "CDP_PIPELINE_BACKOFF_MAX_MS=500", (char *)extra1, (char *)extra2, NULL};
+    char *argv[] = {(char *)bin, NULL};
+    return spawn(argv, env);
+}
+
+static pid_t start_peer(const char *bin, const char *addr, const char *metrics)
+{
+    char redis[64], grpc[64], m[64];
+    snprintf(redis, sizeof redis, "CDP_REDIS_ADDR=127.0.0.1:%d", REDIS_PORT);
+    snprintf(grpc, sizeof grpc, "CDP_GRPC_ADDR=%s", addr);
+    snprintf(m, sizeof m, "CDP_METRICS_ADDR=%s", metrics);
+    char *env[] = {redis, grpc, m, "CDP_IDENTITY_ADDR=" IDN_ADDR, "CDP_PROFILE_ADDR=" PRF_ADDR, NULL};
+    char *argv[] = {(char *)bin, NULL};
+    return spawn(argv, env);
+}
+
+/* ------------------------------------------------------------------ synchronous calls */
+
+typedef struct {
+    int done;
+    grpc_status_code code;
+    char details[512];
+    uint8_t *resp;
+    size_t len;
+} call_result;
+
+static void on_done(grpc_status_code code, const char *details, const ProtobufCMessage *resp,
+                    void *ud)
+{
+    call_result *r = ud;
+    r->code = code;
+    snprintf(r->details, sizeof r->details, "%s", details ? details : "");
+    if (resp) {
+        r->len = protobuf_c_message_get_packed_size(resp);
+        r->resp = malloc(r->len ? r->len : 1);
+        protobuf_c_message_pack(resp, r->resp);
+    }
+    r->done = 1;
+}
+
+static call_result call(const char *method, const ProtobufCMessage *req)
+{
+    call_result r;
+    memset(&r, 0, sizeof r);
+    cdp_rpc_unary(chan, &cdp__v1__ingestion__descriptor, method, req, CALL_DEADLINE_MS, on_done, &r);
+    while (!r.done)
+        uv_run(loop, UV_RUN_ONCE);
+    return r;
+}
+
+static Cdp__V1__EventResult *track(const Cdp__V1__Event *ev, call_result *out)
+{
+    *out = call("Track", &ev->base);
+    return out->resp ? cdp__v1__event_result__unpack(NULL, out->len, out->resp) : NULL;
+}
+
+static Cdp__V1__IngestResponse *ingest(Cdp__V1__Event **evs, size_t n, call_result *out)
+{
+    Cdp__V1__IngestRequest req = CDP__V1__INGEST_REQUEST__INIT;
+    req.events = evs;
+    req.n_events = n;
+    *out = call("Ingest", &req.base);
+    return out->resp ? cdp__v1__ingest_response__unpack(NULL, out->len, out->resp) : NULL;
+}
+
+static int wait_ready(void)
+{
+    Cdp__V1__ListDeadLettersRequest req = CDP__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
+    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
+        call_result r = call("ListDeadLetters", &req.base);
+        free(r.resp);
+        if (r.code == GRPC_STATUS_OK)
+            return 0;
+        sleep_ms(POLL_MS);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ Redis helpers */
+
+static redisContext *rc;
+
+static long long redis_int(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long pending_count(void)
+{
+    redisReply *r = redisCommand(rc, "XPENDING " STREAM " pipeline");
+    long long v = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0]->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* ------------------------------------------------------------------ fixtures */
+
+static void event_init(Cdp__V1__Event *ev, const char *mid, const char *user)
+{
+    cdp__v1__event__init(ev);
+    ev->message_id = (char *)mid;
+    ev->type = CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK;
+    ev->event = "Order Completed";
+    ev->user_id = (char *)user;
+}
+
+static char run_tag[32];
+
+static const char *mid(const char *name)
+{
+    static char buf[8][96];
+    static int next;
+    char *b = buf[next++ % 8];
+    snprintf(b, 96, "%s-%s", run_tag, name);
+    return b;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_track_and_dedup(void)
+{
+    Cdp__V1__Event ev;
+    call_result r;
+    event_init(&ev, mid("t1"), "u-1");
+    long long before = redis_int("XLEN " STREAM);
+    Cdp__V1__EventResult *res = track(&ev, &r);
+    CHECK(r.code == GRPC_STATUS_OK, "track: %d %s", r.code, r.details);
+    CHECK(res && res->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_ACCEPTED, "track accepted");
+    CHECK(res && res->received_at && res->received_at->seconds > 0, "received_at set");
+    CHECK(redis_int("XLEN " STREAM) == before + 1, "one entry appended");
+    long long ttl = redis_int("TTL cdp:ing:{log:0}:dedup:%s", ev.message_id);
+    CHECK(ttl > 86000 && ttl <= 86400, "dedup marker TTL %lld", ttl);
+
+    /* The stream entry holds the packed event with the server's received_at. */
+    redisReply *x = redisCommand(rc, "XREVRANGE " STREAM " + - COUNT 1");
+    int found = 0;
+    if (x && x->type == REDIS_REPLY_ARRAY && x->elements == 1) {
+        redisReply *kv = x->element[0]->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2)
+            if (strcmp(kv->element[i]->str, "ev") == 0) {
+                Cdp__V1__Event *got = cdp__v1__event__unpack(NULL, kv->element[i + 1]->len,
+                                                             (uint8_t *)kv->element[i + 1]->str);
+                found = got && strcmp(got->message_id, ev.message_id) == 0 && got->received_at &&
+                        res && got->received_at->seconds == res->received_at->seconds;
+                if (got)
+                    cdp__v1__event__free_unpacked(got, NULL);
+            }
+    }
+    freeReplyObject(x);
+    CHECK(found, "stream entry carries the event with received_at");
+
+    call_result r2;
+    Cdp__V1__EventResult *dup = track(&ev, &r2);
+    CHECK(r2.code == GRPC_STATUS_OK, "dup track: %d", r2.code);
+    CHECK(dup && dup->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_DUPLICATE, "duplicate");
+    CHECK(dup && res && dup->received_at &&
+              dup->received_at->seconds == res->received_at->seconds,
+          "duplicate reports the original received_at");
+    CHECK(redis_int("XLEN " STREAM) == before + 1, "duplicate not appended");
+    if (res)
+        cdp__v1__event_result__free_unpacked(res, NULL);
+    if (dup)
+        cdp__v1__event_result__free_unpacked(dup, NULL);
+    free(r.resp);
+    free(r2.resp);
+}
+
+static void test_track_invalid(void)
+{
+    Cdp__V1__Event ev;
+    call_result r;
+    event_init(&ev, mid("bad-ts"), "u-1");
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    ts.seconds = time(NULL) + 2 * 86400;
+    ev.timestamp = &ts;
+    track(&ev, &r);
+    CHECK(r.code == GRPC_STATUS_INVALID_ARGUMENT, "future timestamp: %d", r.code);
+    CHECK(strcmp(r.details, "timestamp: more than 24h in the future") == 0, "details: %s", r.details);
+    free(r.resp);
+
+    event_init(&ev, mid("no-id"), "null");
+    track(&ev, &r);
+    CHECK(r.code == GRPC_STATUS_INVALID_ARGUMENT, "blocked-only identifiers: %d", r.code);
+    CHECK(strncmp(r.details, "identifiers: no usable identifier", 33) == 0, "details: %s", r.details);
+    free(r.resp);
+}
+
+static void test_ingest_batch(void)
+{
+    Cdp__V1__Event a, b, c;
+    event_init(&a, mid("b1"), "u-2");
+    event_init(&b, mid("b2"), "");
+    event_init(&c, mid("b1"), "u-2"); /* same message id as a, same batch */
+    Cdp__V1__Event *evs[] = {&a, &b, &c};
+    call_result r;
+    Cdp__V1__IngestResponse *resp = ingest(evs, 3, &r);
+    CHECK(r.code == GRPC_STATUS_OK, "ingest: %d %s", r.code, r.details);
+    CHECK(resp && resp->n_results == 3, "three results");
+    if (resp && resp->n_results == 3) {
+        CHECK(resp->results[0]->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_ACCEPTED, "0 accepted");
+        CHECK(resp->results[1]->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_REJECTED, "1 rejected");
+        CHECK(strcmp(resp->results[1]->field, "events[1].identifiers") == 0, "field %s",
+              resp->results[1]->field);
+        CHECK(resp->results[2]->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_DUPLICATE,
+              "in-batch duplicate");
+        CHECK(resp->results[2]->index == 2, "index");
+        CHECK(resp->accepted == 1 && resp->rejected == 1 && resp->duplicates == 1, "counts");
+    }
+    if (resp)
+        cdp__v1__ingest_response__free_unpacked(resp, NULL);
+    free(r.resp);
+
+    ingest(evs, 0, &r);
+    CHECK(r.code == GRPC_STATUS_INVALID_ARGUMENT, "empty batch: %d", r.code);
+    CHECK(strncmp(r.details, "events: ", 8) == 0, "details: %s", r.details);
+    free(r.resp);
+
+    size_t n = 2501;
+    Cdp__V1__Event **many = calloc(n, sizeof *many);
+    for (size_t i = 0; i < n; i++)
+        many[i] = &a;
+    ingest(many, n, &r);
+    CHECK(r.code == GRPC_STATUS_INVALID_ARGUMENT, "2501 events: %d", r.code);
+    CHECK(strcmp(r.details, "events: 2501 events; the limit is 2500") == 0, "details: %s", r.details);
+    free(r.resp);
+    free(many);
+}
+
+static void add_dead(const char *m, const char *reason)
+{
+    Cdp__V1__Event ev;
+    event_init(&ev, m, "u-dead");
+    Google__Protobuf__Timestamp rat = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    rat.seconds = time(NULL);
+    ev.received_at = &rat;
+    uint8_t buf[256];
+    size_t len = cdp__v1__event__pack(&ev, buf);
+    redisReply *r = redisCommand(rc, "XADD " DEAD " * mid %s ev %b reason %s attempts 5 failed_at 1700000000000 src 1-1",
+                                 m, buf, len, reason);
+    freeReplyObject(r);
+}
+
+static Cdp__V1__ListDeadLettersResponse *list_dead(int size, const char *token, call_result *r)
+{
+    Cdp__V1__ListDeadLettersRequest req = CDP__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
+    req.page_size = size;
+    req.page_token = (char *)token;
+    *r = call("ListDeadLetters", &req.base);
+    return r->resp ? cdp__v1__list_dead_letters_response__unpack(NULL, r->len, r->resp) : NULL;
+}
+
+static void test_dead_letters(void)
+{
+    redis_int("DEL " DEAD);
+    add_dead(mid("d1"), "profile: bad");
+    add_dead(mid("d2"), "identity returned no master id");
+    add_dead(mid("d3"), "profile: worse");
+    call_result r;
+    Cdp__V1__ListDeadLettersResponse *p1 = list_dead(2, "", &r);
+    CHECK(r.code == GRPC_STATUS_OK, "list: %d %s", r.code, r.details);
+    CHECK(p1 && p1->n_dead_letters == 2, "page 1 has 2");
+    CHECK(p1 && p1->next_page_token[0] != '\0', "page 1 has a token");
+    if (p1 && p1->n_dead_letters == 2) {
+        CHECK(strcmp(p1->dead_letters[0]->message_id, mid("d1")) == 0, "oldest first");
+        CHECK(strcmp(p1->dead_letters[0]->reason, "profile: bad") == 0, "reason");
+        CHECK(p1->dead_letters[0]->attempts == 5, "attempts");
+        CHECK(p1->dead_letters[0]->failed_at && p1->dead_letters[0]->failed_at->seconds == 1700000000,
+              "failed_at");
+        CHECK(p1->dead_letters[0]->event &&
+                  strcmp(p1->dead_letters[0]->event->user_id, "u-dead") == 0, "event decoded");
+        CHECK(strncmp(p1->dead_letters[0]->id, "0/", 2) == 0, "id is shard-qualified: %s",
+              p1->dead_letters[0]->id);
+    }
+    free(r.resp);
+    call_result r2;
+    Cdp__V1__ListDeadLettersResponse *p2 =
+        list_dead(2, p1 ? p1->next_page_token : "", &r2);
+    CHECK(p2 && p2->n_dead_letters == 1, "page 2 has 1");
+    CHECK(p2 && p2->next_page_token[0] == '\0', "page 2 is the last");
+    free(r2.resp);
+
+    list_dead(-1, "", &r);
+    CHECK(r.code == GRPC_STATUS_INVALID_ARGUMENT, "negative page size");
+    free(r.resp);
+    list_dead(10, "garbage", &r);
+    CHECK(r.code == GRPC_STATUS_INVALID_ARGUMENT, "bad token: %s", r.details);
+    free(r.resp);
+
+    /* Replay one by id, then the rest. */
+    long long before = redis_int("XLEN " STREAM);
+    Cdp__V1__ReplayDeadLettersRequest rq = CDP__V1__REPLAY_DEAD_LETTERS_REQUEST__INIT;
+    char *ids[1] = {p1 && p1->n_dead_letters ? p1->dead_letters[0]->id : "0/1-1"};
+    rq.ids = ids;
+    rq.n_ids = 1;
+    call_result r3 = call("ReplayDeadLetters", &rq.base);
+    Cdp__V1__ReplayDeadLettersResponse *rr =
+        r3.resp ? cdp__v1__replay_dead_letters_response__unpack(NULL, r3.len, r3.resp) : NULL;
+    CHECK(r3.code == GRPC_STATUS_OK && rr && rr->replayed == 1, "replayed one");
+    CHECK(redis_int("XLEN " DEAD) == 2, "two left in dead");
+    if (rr)
+        cdp__v1__replay_dead_letters_response__free_unpacked(rr, NULL);
+    free(r3.resp);
+
+    char *bad[1] = {"nope"};
+    rq.ids = bad;
+    r3 = call("ReplayDeadLetters", &rq.base);
+    CHECK(r3.code == GRPC_STATUS_INVALID_ARGUMENT && strcmp(r3.details, "ids[0]: not a dead-letter id") == 0,
+          "bad id: %s", r3.details);
+    free(r3.resp);
+
+    rq.n_ids = 0;
+    r3 = call("ReplayDeadLetters", &rq.base);
+    rr = r3.resp ? cdp__v1__replay_dead_letters_response__unpack(NULL, r3.len, r3.resp) : NULL;
+    CHECK(r3.code == GRPC_STATUS_OK && rr && rr->replayed == 2, "replayed the rest");
+    CHECK(redis_int("XLEN " DEAD) == 0, "dead stream empty");
+    CHECK(redis_int("XLEN " STREAM) == before + 3, "replayed into the log");
+    if (rr)
+        cdp__v1__replay_dead_letters_response__free_unpacked(rr, NULL);
+    free(r3.resp);
+    if (p1)
+        cdp__v1__list_dead_letters_response__free_unpacked(p1, NULL);
+    if (p2)
+        cdp__v1__list_dead_letters_response__free_unpacked(p2, NULL);
+}
+
+/* identity and profile are not running: the batch waits, nothing is
+ * counted as a per-event attempt, nothing is dead-lettered. */
+static void test_pipeline_waits_for_dependencies(void)
+{
+    sleep_ms(2500);
+    CHECK(pending_count() > 0, "entries pending in the group: %lld", pending_count());
+    CHECK(redis_int("HLEN " ATTEMPTS) == 0, "no per-event attempts counted");
+    CHECK(redis_int("XLEN " DEAD) == 0, "nothing dead-lettered");
+}
+
+static void test_redis_down(pid_t *redis)
+{
+    stop_process(*redis, 5000);
+    sleep_ms(1500);
+    Cdp__V1__Event ev;
+    call_result r;
+    event_init(&ev, mid("down"), "u-3");
+    track(&ev, &r);
+    CHECK(r.code == GRPC_STATUS_UNAVAILABLE, "redis down: %d %s", r.code, r.details);
+    CHECK(strncmp(r.details, "redis unavailable: ", 19) == 0, "details: %s", r.details);
+    free(r.resp);
+    *redis = start_redis();
+    redisFree(rc);
+    rc = redisConnect("127.0.0.1", REDIS_PORT);
+    int ok = 0;
+    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS && !ok; i++) {
+        Cdp__V1__EventResult *res = track(&ev, &r);
+        ok = r.code == GRPC_STATUS_OK && res &&
+             res->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_ACCEPTED;
+        if (res)
+            cdp__v1__event_result__free_unpacked(res, NULL);
+        free(r.resp);
+        if (!ok)
+            sleep_ms(POLL_MS);
+    }
+    CHECK(ok, "accepted again after Redis came back");
+    /* The pipeline re-created its group on the empty Redis. */
+    sleep_ms(1500);
+    CHECK(pending_count() >= 0, "group exists again");
+}
+
+static void test_log_full(const char *bin)
+{
+    pid_t ing = start_ingestion(bin, "CDP_INGEST_LOG_MAXLEN=3", "CDP_PIPELINE_ENABLED=0");
+    CHECK(wait_ready() == 0, "ingestion (maxlen 3) ready");
+    redis_int("DEL " STREAM);
+    int accepted = 0, exhausted = 0;
+    for (int i = 0; i < 5; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "full-%d", i);
+        Cdp__V1__Event ev;
+        call_result r;
+        event_init(&ev, mid(name), "u-4");
+        Cdp__V1__EventResult *res = track(&ev, &r);
+        if (r.code == GRPC_STATUS_OK && res && res->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_ACCEPTED)
+            accepted++;
+        if (r.code == GRPC_STATUS_RESOURCE_EXHAUSTED && strncmp(r.details, "event log full", 14) == 0)
+            exhausted++;
+        if (res)
+            cdp__v1__event_result__free_unpacked(res, NULL);
+        free(r.resp);
+    }
+    CHECK(accepted == 3 && exhausted == 2, "full log refuses: %d accepted, %d refused", accepted,
+          exhausted);
+    CHECK(redis_int("XLEN " STREAM) == 3, "nothing evicted");
+    CHECK(stop_process(ing, 10000) == 0, "clean exit");
+}
+
+/* Entries written straight into the log (as a corrupted or foreign writer
+ * would): one that does not decode is dead-lettered at once; one that
+ * profile rejects (no timestamp and no received_at) fails by itself, is
+ * retried through the claim loop and dead-lettered after max attempts. */
+static void test_poison_events(void)
+{
+    Cdp__V1__Event ev;
+    event_init(&ev, mid("poison-apply"), "u-poison");
+    uint8_t buf[256];
+    size_t len = cdp__v1__event__pack(&ev, buf);
+    freeReplyObject(redisCommand(rc, "XADD " STREAM " * mid %s ev %s", mid("poison-bytes"), "\xff\xff"));
+    freeReplyObject(redisCommand(rc, "XADD " STREAM " * mid %s ev %b", mid("poison-apply"), buf, len));
+    int settled = 0;
+    for (int i = 0; i < 200 && !settled; i++) {
+        settled = redis_int("XLEN " DEAD) == 2 && redis_int("XLEN " STREAM) == 0;
+        if (!settled)
+            sleep_ms(POLL_MS);
+    }
+    CHECK(settled, "both poison entries dead-lettered (dead %lld, log %lld)",
+          redis_int("XLEN " DEAD), redis_int("XLEN " STREAM));
+    call_result r;
+    Cdp__V1__ListDeadLettersResponse *l = list_dead(10, "", &r);
+    CHECK(l && l->n_dead_letters == 2, "listed");
+    for (size_t i = 0; l && i < l->n_dead_letters; i++) {
+        Cdp__V1__DeadLetter *d = l->dead_letters[i];
+        if (strcmp(d->message_id, mid("poison-bytes")) == 0) {
+            CHECK(strcmp(d->reason, "unreadable event in the log") == 0, "reason: %s", d->reason);
+            CHECK(d->attempts == 1, "dead-lettered at once: %d", d->attempts);
+        } else {
+            CHECK(strcmp(d->message_id, mid("poison-apply")) == 0, "message id %s", d->message_id);
+            CHECK(strncmp(d->reason, "profile: ", 9) == 0, "reason: %s", d->reason);
+            CHECK(d->attempts == 5, "after max attempts: %d", d->attempts);
+            CHECK(d->event && strcmp(d->event->user_id, "u-poison") == 0, "event kept");
+        }
+    }
+    CHECK(redis_int("HLEN " ATTEMPTS) == 0, "attempt counts cleaned up");
+    if (l)
+        cdp__v1__list_dead_letters_response__free_unpacked(l, NULL);
+    free(r.resp);
+    redis_int("DEL " DEAD);
+}
+
+static void test_pipeline_drains(const char *idn_bin, const char *prf_bin)
+{
+    pid_t idn = start_peer(idn_bin, IDN_ADDR, "127.0.0.1:9262");
+    pid_t prf = start_peer(prf_bin, PRF_ADDR, "127.0.0.1:9263");
+    int drained = 0;
+    for (int i = 0; i < 150 && !drained; i++) {
+        drained = redis_int("XLEN " STREAM) == 0 && pending_count() == 0;
+        if (!drained)
+            sleep_ms(POLL_MS);
+    }
+    CHECK(drained, "log drained through identity and profile (len %lld, pending %lld)",
+          redis_int("XLEN " STREAM), pending_count());
+    CHECK(redis_int("XLEN " DEAD) == 0, "nothing dead-lettered (%lld)", redis_int("XLEN " DEAD));
+    test_poison_events();
+    CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly");
+    CHECK(stop_process(prf, 10000) == 0, "profile exits cleanly");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2 && argc != 4) {
+        fprintf(stderr, "usage: %s <cdp-ingestion> [<cdp-identity> <cdp-profile>]\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(run_tag, sizeof run_tag, "it%ld", (long)getpid());
+    pid_t redis = start_redis();
+    rc = redisConnect("127.0.0.1", REDIS_PORT);
+    if (!rc || rc->err) {
+        fprintf(stderr, "cannot start redis on %d\n", REDIS_PORT);
+        return 1;
+    }
+    loop = uv_default_loop();
+    cdp_rpc_init(loop);
+    cdp_rpc_channel_opts co = {.max_attempts = 1};
+    chan = cdp_rpc_channel_new(loop, ING_ADDR, &co);
+
+    pid_t ing = start_ingestion(argv[1], NULL, NULL);
+    CHECK(wait_ready() == 0, "ingestion ready");
+    test_track_and_dedup();
+    test_track_invalid();
+    test_ingest_batch();
+    test_dead_letters();
+    test_pipeline_waits_for_dependencies();
+    if (argc == 4)
+        test_pipeline_drains(argv[2], argv[3]);
+    test_redis_down(&redis);
+    CHECK(stop_process(ing, 10000) == 0, "ingestion exits cleanly on SIGTERM");
+    test_log_full(argv[1]);
+
+    cdp_rpc_channel_close(chan);
+    uv_run(loop, UV_RUN_NOWAIT);
+    redisFree(rc);
+    stop_process(redis, 5000);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
