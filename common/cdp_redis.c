@@ -231,13 +231,16 @@ static void pending_remove(cdp_redis *r, redis_cmd *c)
 }
 
 /* Delivers a command's outcome once; later calls do nothing. Does not free
- * c: whoever holds it (hiredis, or the deferred queue) frees it. */
+ * c: whoever holds it (hiredis, or the deferred queue) frees it. A slot map
+ * request ending in any way allows the next one. */
 static void cmd_finish(redis_cmd *c, redisReply *reply, const char *err)
 {
     if (c->done)
         return;
     c->done = 1;
     pending_remove(c->r, c);
+    if (c->kind == CMD_CLUSTER_SLOTS)
+        c->r->refreshing = 0;
     if (c->cb)
         c->cb(reply, err, c->ud);
 }
@@ -647,7 +650,6 @@ static int slots_apply(cdp_redis *r, const cdp__redis_slot_range *ranges, int n)
  * dropped unless it is a master); later it refreshes the map after MOVED. */
 static void on_cluster_slots(cdp_redis *r, redis_conn *conn, const redisReply *reply)
 {
-    r->refreshing = 0;
     cdp__redis_slot_range *ranges = NULL;
     int n = cdp__redis_slots_parse(reply, &ranges);
     if (n <= 0) {
