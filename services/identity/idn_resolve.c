@@ -29,13 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cdp_log.h"
 #include "cdp_metrics.h"
 #include "idn_store_int.h"
 
-/* Longer messages ids than this are refused by the service. */
-#define RS_VER_LEN 24
-#define RS_MS_LEN 24
+/* Room for a decimal 64-bit integer (a version, a time, a count). */
+#define RS_NUM_LEN 24
 
 /* A master visited during a round. */
 typedef struct {
@@ -43,8 +41,8 @@ typedef struct {
     char into[IDN_MASTER_ID_BUFSZ]; /* "" for a root */
     int done;                       /* its merge was fully absorbed */
     int ours;                       /* merged by this job (or for its message) */
-    char ver[RS_VER_LEN];
-    char merged_at[RS_MS_LEN];
+    char ver[RS_NUM_LEN];
+    char merged_at[RS_NUM_LEN];
     char *merge_msg;
     idn_strv members;               /* roots, and losers with a pending merge */
     idn_strv merges;                /* a loser's own merge records */
@@ -182,8 +180,8 @@ static rs_ref *rs_ref_new(rs_job *j, int idx) {
     return r;
 }
 
-/* Takes the job out of a reply's ref (freeing it) and checks the reply.
- * Returns the job; *ok is 1 when the reply is usable. */
+/* The job of a reply's ref (which the caller frees), after checking the
+ * reply: *ok is 1 when it is usable, else the job is marked failed. */
 static rs_job *rs_ref_take(void *ud, const redisReply *reply, const char *err, int *ok) {
     rs_ref *r = ud;
     rs_job *j = r->job;
@@ -203,16 +201,20 @@ static void rs_add_merge(rs_job *j, const idn_merge *m) {
     if (j->n_merges == j->cap_merges) {
         size_t cap = j->cap_merges ? j->cap_merges * 2 : 4;
         idn_merge *v = realloc(j->merges, cap * sizeof *v);
-        if (v == NULL)
-            return rs_fail(j, IDN_EINTERNAL, "out of memory");
+        if (v == NULL) {
+            rs_fail(j, IDN_EINTERNAL, "out of memory");
+            return;
+        }
         j->merges = v;
         j->cap_merges = cap;
     }
     idn_merge *dst = &j->merges[j->n_merges];
     *dst = *m;
     dst->message_id = strdup(m->message_id ? m->message_id : "");
-    if (dst->message_id == NULL)
-        return rs_fail(j, IDN_EINTERNAL, "out of memory");
+    if (dst->message_id == NULL) {
+        rs_fail(j, IDN_EINTERNAL, "out of memory");
+        return;
+    }
     j->n_merges++;
 }
 
@@ -362,7 +364,8 @@ static void rs_on_read(redisReply *reply, const char *err, void *ud) {
     rs_release(j);
 }
 
-/* Issues idn_read for node (its keys, and the evm list of this message). */
+/* Issues idn_read for node (its keys, and the evm list of this message),
+ * passing the limited types and the event's members. */
 static void rs_read(rs_job *j, int node) {
     const char *id = j->nodes[node].id;
     int has_msg = j->message_id[0] != '\0';
@@ -371,9 +374,18 @@ static void rs_read(rs_job *j, int node) {
     if (k[0] && k[1] && k[2] && k[3]) {
         rs_ref *r = rs_ref_new(j, node);
         const char *keys[4] = {k[0], k[1], k[2], k[3]};
-        const char *args[1] = {has_msg ? "1" : "0"};
+        const char *args[2 + IDN_MAX_RULE_TYPES + IDN_MAX_IDENTIFIERS];
+        char n_limited[RS_NUM_LEN];
+        snprintf(n_limited, sizeof n_limited, "%zu", j->st->n_limited);
+        int nargs = 0;
+        args[nargs++] = has_msg ? "1" : "0";
+        args[nargs++] = n_limited;
+        for (size_t i = 0; i < j->st->n_limited; i++)
+            args[nargs++] = j->st->limited[i];
+        for (size_t i = 0; i < j->n; i++)
+            args[nargs++] = j->member[i];
         if (r != NULL)
-            idn__eval(j->st, j->st->s_read, rs_on_read, r, 4, keys, 1, args);
+            idn__eval(j->st, j->st->s_read, rs_on_read, r, 4, keys, nargs, args);
     } else {
         rs_fail(j, IDN_EINTERNAL, "out of memory");
     }
@@ -463,7 +475,7 @@ static void rs_absorb(rs_job *j, int node, const char *target, int hops) {
     const char **args = malloc(nargs * sizeof *args);
     rs_ref *r = NULL;
     if (k[0] && k[1] && k[2] && k[3] && record && args && (r = rs_ref_new(j, node)) != NULL) {
-        char ttl[RS_MS_LEN], count[RS_MS_LEN];
+        char ttl[RS_NUM_LEN], count[RS_NUM_LEN];
         snprintf(ttl, sizeof ttl, "%d", j->st->evm_ttl_s);
         snprintf(count, sizeof count, "%zu", nd->members.n);
         args[0] = nd->id;
@@ -608,8 +620,9 @@ static void rs_create(rs_job *j) {
                                                                  j->ids[anchor].type,
                                                                  (size_t)anchor) < 0))
             anchor = (int)i;
-    if (idn_master_id_new(j->now_ms, j->target) != 0) {
-        rs_fail(j, IDN_EINTERNAL, "no randomness for a master id");
+    if (anchor < 0 || idn_master_id_new(j->now_ms, j->target) != 0) {
+        rs_fail(j, IDN_EINTERNAL, anchor < 0 ? "planner kept no identifier"
+                                             : "no randomness for a master id");
         rs_finish(j);
         return;
     }
@@ -749,7 +762,7 @@ static void rs_on_add(redisReply *reply, const char *err, void *ud) {
 static void rs_add_issue(rs_job *j, const char **members, size_t n) {
     char *k[2] = {idn_key_master(j->target), idn_key_master_ids(j->target)};
     const char *args[IDN_MAX_IDENTIFIERS + 1];
-    char created[RS_MS_LEN] = "";
+    char created[RS_NUM_LEN] = "";
     if (j->creating) {
         snprintf(created, sizeof created, "%lld", (long long)j->now_ms);
         snprintf(j->created_id, sizeof j->created_id, "%s", j->target);

@@ -9,6 +9,9 @@
 
 /* ----------------------------------------------------------- configuration */
 
+/* One "type=N" entry: a type name, '=', and a number or "unlimited". */
+#define LIMIT_ITEM_LEN (CDP_IDENT_MAX_TYPE + 32)
+
 /* Copies the next comma-separated, whitespace-trimmed item of *p into buf
  * (NUL-terminated) and advances *p past it. Returns the item's length, or
  * -1 if it does not fit in buflen. */
@@ -90,7 +93,7 @@ static int put_limit(idn_rules *r, const char *type, unsigned limit) {
 static int parse_limits(idn_rules *r, const char *csv, const char **why) {
     const char *p = csv;
     while (*p != '\0') {
-        char item[CDP_IDENT_MAX_TYPE + 32];
+        char item[LIMIT_ITEM_LEN];
         long n = next_item(&p, item, sizeof item);
         if (n < 0)
             return set_why(why, "limits: entry too long");

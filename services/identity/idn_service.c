@@ -24,6 +24,11 @@
 #define IDN_EVM_TTL_MAX_S (365 * 24 * 3600)
 #define IDN_MAX_ROUNDS_MAX 100
 #define IDN_MS_PER_S 1000
+#define IDN_NS_PER_MS 1000000
+/* "requests[i]: " and a store or field error. */
+#define IDN_BATCH_ERR_LEN 512
+/* Room for type="<well-known name or custom>",reason="<reason>". */
+#define IDN_LABELS_LEN 96
 
 /* ----------------------------------------------------------- configuration */
 
@@ -90,7 +95,7 @@ static const char *type_label(const char *type) {
 }
 
 static void count_drop(const char *type, const char *reason) {
-    char labels[96];
+    char labels[IDN_LABELS_LEN];
     snprintf(labels, sizeof labels, "type=\"%s\",reason=\"%s\"", type_label(type), reason);
     cdp_metrics_inc("cdp_identity_dropped_total", labels, 1);
 }
@@ -202,7 +207,7 @@ static Cdp__V1__Merge **mk_merges(arena *a, const idn_merge *m, size_t n) {
         cdp__v1__merge__init(g);
         google__protobuf__timestamp__init(ts);
         ts->seconds = m[i].merged_at_ms / IDN_MS_PER_S;
-        ts->nanos = (int32_t)(m[i].merged_at_ms % IDN_MS_PER_S) * 1000000;
+        ts->nanos = (int32_t)(m[i].merged_at_ms % IDN_MS_PER_S) * IDN_NS_PER_MS;
         g->survivor_id = (char *)m[i].survivor;
         g->loser_id = (char *)m[i].loser;
         g->merged_at = ts;
@@ -347,7 +352,7 @@ struct batch_ctx {
     batch_runner *runners; /* one per group */
     size_t n_groups, running;
     idn_status status;
-    char err[IDN_FIELD_ERR_LEN + 64];
+    char err[IDN_BATCH_ERR_LEN];
 };
 
 static void batch_free(batch_ctx *b) {

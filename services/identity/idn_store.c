@@ -12,20 +12,42 @@
 
 /* ------------------------------------------------------------------ scripts */
 
-/* READ: KEYS hash, ids, merges, evm; ARGV[1] '1' to read the evm list.
+/* READ: KEYS hash, ids, merges, evm; ARGV[1] '1' to read the evm list,
+ * ARGV[2] the number n of limited types, ARGV[3..2+n] their member prefixes
+ * ("user_id:"), then the event's members.
  * -> {merged_into, merge_done, ver, merged_at, merge_msg, members, merges, evm}
- * Members are returned for a root and for a loser whose merge is not yet
- * complete (its ids may still have to be absorbed), merges only for the
- * latter. */
+ * For a root, members are only what the planner needs: the members of
+ * limited types and those of the event's members that the set holds, so a
+ * person with thousands of cookies does not ship them on every event. For a
+ * loser whose merge is not yet complete, all members and its merge records
+ * (the merge still has to be absorbed). */
 static const char k_lua_read[] =
     "local h = redis.call('HMGET', KEYS[1], 'merged_into', 'merge_done', 'ver', 'merged_at',"
     " 'merge_msg')\n"
     "local evm = {}\n"
     "if ARGV[1] == '1' then evm = redis.call('LRANGE', KEYS[4], 0, -1) end\n"
     "local members, merges = {}, {}\n"
-    "if not h[1] or not h[2] then\n"
+    "local lim = tonumber(ARGV[2])\n"
+    "local function limited(m)\n"
+    "  for i = 3, 2 + lim do\n"
+    "    if string.sub(m, 1, #ARGV[i]) == ARGV[i] then return true end\n"
+    "  end\n"
+    "  return false\n"
+    "end\n"
+    "if not h[1] then\n"
+    "  if lim > 0 then\n"
+    "    for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "      if limited(m) then members[#members + 1] = m end\n"
+    "    end\n"
+    "  end\n"
+    "  for i = 3 + lim, #ARGV do\n"
+    "    if not limited(ARGV[i]) and redis.call('SISMEMBER', KEYS[2], ARGV[i]) == 1 then\n"
+    "      members[#members + 1] = ARGV[i]\n"
+    "    end\n"
+    "  end\n"
+    "elseif not h[2] then\n"
     "  members = redis.call('SMEMBERS', KEYS[2])\n"
-    "  if h[1] then merges = redis.call('LRANGE', KEYS[3], 0, -1) end\n"
+    "  merges = redis.call('LRANGE', KEYS[3], 0, -1)\n"
     "end\n"
     "return {h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '', members, merges, evm}\n";
 
@@ -102,6 +124,10 @@ idn_store *idn_store_new(cdp_redis *r, const idn_rules *rules, const idn_store_o
     s->rules = rules;
     s->evm_ttl_s = opts && opts->evm_ttl_s > 0 ? opts->evm_ttl_s : IDN_DEFAULT_EVM_TTL_S;
     s->max_rounds = opts && opts->max_rounds > 0 ? opts->max_rounds : IDN_DEFAULT_MAX_ROUNDS;
+    for (size_t i = 0; i < rules->n_limits; i++)
+        if (rules->limits[i].limit != IDN_UNLIMITED)
+            snprintf(s->limited[s->n_limited++], sizeof s->limited[0], "%s:",
+                     rules->limits[i].type);
     s->s_read = cdp_redis_script_add(r, "idn_read", k_lua_read);
     s->s_loser = cdp_redis_script_add(r, "idn_loser", k_lua_loser);
     s->s_absorb = cdp_redis_script_add(r, "idn_absorb", k_lua_absorb);
@@ -213,7 +239,7 @@ idn_ident *idn__members_split(idn_strv *members, size_t *n) {
 
 int idn__eval(idn_store *s, cdp_redis_script *sc, cdp_redis_cb cb, void *ud, int numkeys,
               const char **keys, int nargs, const char **args) {
-    size_t keylens[8];
+    size_t keylens[IDN_MAX_SCRIPT_KEYS];
     size_t *arglens = malloc(((size_t)nargs + 1) * sizeof *arglens);
     if (arglens == NULL || numkeys > (int)(sizeof keylens / sizeof keylens[0])) {
         free(arglens);

@@ -13,12 +13,16 @@
 /* Most masters one resolution round may visit. */
 #define IDN_MAX_NODES 256
 #define IDN_ERR_LEN 256
+/* Most keys one of our scripts takes. */
+#define IDN_MAX_SCRIPT_KEYS 8
 
 struct idn_store {
     cdp_redis *redis;
     const idn_rules *rules;
     int evm_ttl_s;
     int max_rounds;
+    size_t n_limited;                /* member prefixes of limited types */
+    char limited[IDN_MAX_RULE_TYPES][CDP_IDENT_MAX_TYPE + 2];
     cdp_redis_script *s_read;    /* state of one master */
     cdp_redis_script *s_loser;   /* mark a master merged (loser's slot) */
     cdp_redis_script *s_absorb;  /* take a loser's ids (survivor's slot) */
@@ -56,7 +60,8 @@ int idn__strv_from_reply(idn_strv *sv, const redisReply *arr);
  * skipped. Returns a malloc'd array (*n set), or NULL on ENOMEM (when n>0). */
 idn_ident *idn__members_split(idn_strv *members, size_t *n);
 
-/* cdp_redis_eval for NUL-terminated keys (at most 8, all in one slot) and
+/* cdp_redis_eval for NUL-terminated keys (at most IDN_MAX_SCRIPT_KEYS, all
+ * in one slot) and
  * args. Same contract: cb is always called exactly once; on allocation
  * failure it is called before this returns, with err "out of memory". */
 int idn__eval(idn_store *s, cdp_redis_script *sc, cdp_redis_cb cb, void *ud, int numkeys,
