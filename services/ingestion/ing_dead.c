@@ -22,6 +22,8 @@
 #define ING_STREAM_ID_BUFSZ 48
 #define ING_MS_PER_S 1000
 #define ING_NS_PER_MS 1000000
+#define ING_ERR_BUFSZ 256
+#define ING_NUM_BUFSZ 24
 
 /* ------------------------------------------------------------------ list */
 
@@ -168,12 +170,15 @@ static void ing__list_read(redisReply *reply, const char *err, void *ud)
 static void ing__list_next(ing__list *l)
 {
     char key[ING_LOG_KEY_BUFSZ];
-    char count[24];
+    char count[ING_NUM_BUFSZ];
     ing_log_key(key, sizeof key, l->shard, "dead");
     snprintf(count, sizeof count, "%zu", l->want - l->n + 1);
     const char *argv[] = {"XRANGE", key, l->start, "+", "COUNT", count};
-    size_t lens[] = {6, strlen(key), strlen(l->start), 1, 5, strlen(count)};
-    cdp_redis_command(l->st->svc->redis, key, strlen(key), ing__list_read, l, 6, argv, lens);
+    enum { argc = sizeof argv / sizeof argv[0] };
+    size_t lens[argc];
+    for (size_t i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    cdp_redis_command(l->st->svc->redis, key, strlen(key), ing__list_read, l, argc, argv, lens);
 }
 
 void ing_dead_list(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -224,7 +229,7 @@ typedef struct {
     long long total;
     int pending;               /* scripts in flight (ids mode) */
     ing_log_rc rc;
-    char err[256];
+    char err[ING_ERR_BUFSZ];
     char (*sids)[ING_STREAM_ID_BUFSZ]; /* ids mode: parsed stream ids */
     const char **ptrs;         /* ids mode: grouped by shard */
     long long *counts;         /* ids mode: per shard */

@@ -41,6 +41,8 @@
 #define ING_NUM_BUFSZ 24
 #define ING_ERR_BUFSZ 512
 #define ING_MS_PER_S 1000.0
+/* Most arguments of a command the pipeline sends (XREADGROUP ... BLOCK). */
+#define ING_MAX_ARGV 16
 
 typedef struct ing_shard ing_shard;
 
@@ -247,7 +249,8 @@ static void ing__on_claim(redisReply *reply, const char *err, void *ud)
         return;
     /* Redis 7: [next cursor, entries, deleted ids]. */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING) {
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
         ing__backoff(sh, "claim: unexpected reply");
         return;
     }
@@ -277,8 +280,8 @@ static void ing__on_group(redisReply *reply, const char *err, void *ud)
 
 static void ing__cmd(ing_shard *sh, cdp_redis *r, cdp_redis_cb cb, int argc, const char **argv)
 {
-    size_t lens[16];
-    for (int i = 0; i < argc; i++)
+    size_t lens[ING_MAX_ARGV];
+    for (int i = 0; i < argc && i < ING_MAX_ARGV; i++)
         lens[i] = strlen(argv[i]);
     sh->busy = 1;
     cdp_redis_command(r, sh->key, strlen(sh->key), cb, sh, argc, argv, lens);

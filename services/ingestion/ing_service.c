@@ -26,6 +26,7 @@
 /* "events[<any size_t>]" */
 #define ING_PREFIX_BUFSZ 32
 #define ING_METRIC_EVENTS "cdp_ingest_events_total"
+#define ING_LABELS_BUFSZ 32
 
 /* ------------------------------------------------------------------ one intake request */
 
@@ -163,7 +164,7 @@ grpc_status_code ing_log_status(ing_log_rc rc, const char **prefix)
 
 static void ing__count(const char *result, size_t n)
 {
-    char labels[32];
+    char labels[ING_LABELS_BUFSZ];
     if (n == 0)
         return;
     snprintf(labels, sizeof labels, "result=\"%s\"", result);

@@ -6,11 +6,16 @@
  * SIGTERM. With the identity and profile binaries given as well, it also
  * checks that the pipeline drains the log through them.
  *
- *   itest_ingest <cdp-ingestion> [<cdp-identity> <cdp-profile>]
+ *   itest_ingest [<cdp-ingestion> [<cdp-identity> <cdp-profile>]]
+ *
+ * Without arguments (as ctest runs it) the binaries are taken from the
+ * directory this program lives in (the build directory); identity and
+ * profile are used when both are there.
  *
  * Ports: Redis 6421, ingestion 50161 (metrics 9261), identity 50162,
  * profile 50163. Prints "N passed, M failed"; exits 1 on any failure. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -557,6 +562,72 @@ static void test_poison_events(void)
     redis_int("DEL " DEAD);
 }
 
+/* Four shards: events spread over them by message id, dead letters page
+ * across them, replay puts each back into its own shard. */
+static void test_sharded(const char *bin)
+{
+    pid_t ing = start_ingestion(bin, "CDP_INGEST_LOG_SHARDS=4", "CDP_PIPELINE_ENABLED=0");
+    CHECK(wait_ready() == 0, "ingestion (4 shards) ready");
+    for (int s = 0; s < 4; s++)
+        redis_int("DEL cdp:ing:{log:%d}:events", s);
+    enum { N = 40 };
+    Cdp__V1__Event evs[N], *ptrs[N];
+    char names[N][64];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "%s-sh-%d", run_tag, i);
+        event_init(&evs[i], names[i], "u-sh");
+        ptrs[i] = &evs[i];
+    }
+    call_result r;
+    Cdp__V1__IngestResponse *resp = ingest(ptrs, N, &r);
+    CHECK(resp && resp->accepted == N, "all accepted across shards");
+    long long total = 0;
+    int used = 0;
+    for (int s = 0; s < 4; s++) {
+        long long len = redis_int("XLEN cdp:ing:{log:%d}:events", s);
+        total += len;
+        used += len > 0;
+    }
+    CHECK(total == N && used >= 2, "spread over shards: total %lld, shards used %d", total, used);
+    if (resp)
+        cdp__v1__ingest_response__free_unpacked(resp, NULL);
+    free(r.resp);
+    resp = ingest(ptrs, N, &r);
+    CHECK(resp && resp->duplicates == N, "all duplicates on the second try");
+    if (resp)
+        cdp__v1__ingest_response__free_unpacked(resp, NULL);
+    free(r.resp);
+
+    for (int s = 0; s < 4; s++)
+        redis_int("DEL cdp:ing:{log:%d}:dead", s);
+    freeReplyObject(redisCommand(rc, "XADD cdp:ing:{log:2}:dead * mid x2 ev x reason r attempts 5 failed_at 1"));
+    freeReplyObject(redisCommand(rc, "XADD cdp:ing:{log:0}:dead * mid x0 ev x reason r attempts 5 failed_at 1"));
+    Cdp__V1__ListDeadLettersResponse *p1 = list_dead(1, "", &r);
+    CHECK(p1 && p1->n_dead_letters == 1 && strcmp(p1->dead_letters[0]->message_id, "x0") == 0,
+          "shard 0 first");
+    call_result r2;
+    Cdp__V1__ListDeadLettersResponse *p2 = list_dead(1, p1 ? p1->next_page_token : "", &r2);
+    CHECK(p2 && p2->n_dead_letters == 1 && strncmp(p2->dead_letters[0]->id, "2/", 2) == 0,
+          "then shard 2");
+    Cdp__V1__ReplayDeadLettersRequest rq = CDP__V1__REPLAY_DEAD_LETTERS_REQUEST__INIT;
+    long long before2 = redis_int("XLEN cdp:ing:{log:2}:events");
+    call_result r3 = call("ReplayDeadLetters", &rq.base);
+    CHECK(r3.code == GRPC_STATUS_OK, "replay all across shards");
+    CHECK(redis_int("XLEN cdp:ing:{log:2}:events") == before2 + 1, "replayed into shard 2");
+    CHECK(redis_int("XLEN cdp:ing:{log:0}:dead") + redis_int("XLEN cdp:ing:{log:2}:dead") == 0,
+          "dead streams empty");
+    free(r.resp);
+    free(r2.resp);
+    free(r3.resp);
+    if (p1)
+        cdp__v1__list_dead_letters_response__free_unpacked(p1, NULL);
+    if (p2)
+        cdp__v1__list_dead_letters_response__free_unpacked(p2, NULL);
+    for (int s = 0; s < 4; s++)
+        redis_int("DEL cdp:ing:{log:%d}:events", s);
+    CHECK(stop_process(ing, 10000) == 0, "clean exit");
+}
+
 static void test_pipeline_drains(const char *idn_bin, const char *prf_bin)
 {
     pid_t idn = start_peer(idn_bin, IDN_ADDR, "127.0.0.1:9262");
@@ -575,10 +646,80 @@ static void test_pipeline_drains(const char *idn_bin, const char *prf_bin)
     CHECK(stop_process(prf, 10000) == 0, "profile exits cleanly");
 }
 
+/* Four shards with the pipeline on: every shard drains through the real
+ * identity and profile. */
+static void test_sharded_drain(const char *bin, const char *idn_bin, const char *prf_bin)
+{
+    pid_t idn = start_peer(idn_bin, IDN_ADDR, "127.0.0.1:9262");
+    pid_t prf = start_peer(prf_bin, PRF_ADDR, "127.0.0.1:9263");
+    pid_t ing = start_ingestion(bin, "CDP_INGEST_LOG_SHARDS=4", NULL);
+    CHECK(wait_ready() == 0, "ingestion (4 shards, pipeline) ready");
+    enum { N = 40 };
+    Cdp__V1__Event evs[N], *ptrs[N];
+    char names[N][64], users[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "%s-shd-%d", run_tag, i);
+        snprintf(users[i], sizeof users[i], "u-shd-%d", i % 7);
+        event_init(&evs[i], names[i], users[i]);
+        ptrs[i] = &evs[i];
+    }
+    call_result r;
+    Cdp__V1__IngestResponse *resp = ingest(ptrs, N, &r);
+    CHECK(resp && resp->accepted == N, "accepted");
+    if (resp)
+        cdp__v1__ingest_response__free_unpacked(resp, NULL);
+    free(r.resp);
+    int drained = 0;
+    for (int i = 0; i < 150 && !drained; i++) {
+        long long left = 0;
+        for (int s = 0; s < 4; s++)
+            left += redis_int("XLEN cdp:ing:{log:%d}:events", s) +
+                    redis_int("XLEN cdp:ing:{log:%d}:dead", s);
+        drained = left == 0;
+        if (!drained)
+            sleep_ms(POLL_MS);
+    }
+    CHECK(drained, "every shard drained, nothing dead-lettered");
+    CHECK(stop_process(ing, 10000) == 0, "clean exit");
+    CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly");
+    CHECK(stop_process(prf, 10000) == 0, "profile exits cleanly");
+}
+
+/* Fills bins[0..2] with the service binaries next to this program; returns
+ * how many of ingestion, identity, profile exist (2 means ingestion only). */
+static int find_binaries(char bins[3][PATH_MAX])
+{
+    static const char *names[] = {"cdp-ingestion", "cdp-identity", "cdp-profile"};
+    char self[PATH_MAX / 2]; /* leaves room for "/cdp-ingestion" */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return 0;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    int found = 0;
+    for (int i = 0; i < 3; i++) {
+        snprintf(bins[i], PATH_MAX, "%s/%s", self, names[i]);
+        found += access(bins[i], X_OK) == 0;
+    }
+    if (access(bins[0], X_OK) != 0)
+        return 0;
+    return found == 3 ? 4 : 2;
+}
+
 int main(int argc, char **argv)
 {
+    static char bins[3][PATH_MAX];
+    char *args[4] = {argv[0], NULL, NULL, NULL};
+    if (argc == 1) {
+        argc = find_binaries(bins);
+        for (int i = 0; i < 3; i++)
+            args[i + 1] = bins[i];
+        argv = args;
+    }
     if (argc != 2 && argc != 4) {
-        fprintf(stderr, "usage: %s <cdp-ingestion> [<cdp-identity> <cdp-profile>]\n", argv[0]);
+        fprintf(stderr, "usage: %s [<cdp-ingestion> [<cdp-identity> <cdp-profile>]]\n", argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -606,6 +747,9 @@ int main(int argc, char **argv)
     test_redis_down(&redis);
     CHECK(stop_process(ing, 10000) == 0, "ingestion exits cleanly on SIGTERM");
     test_log_full(argv[1]);
+    test_sharded(argv[1]);
+    if (argc == 4)
+        test_sharded_drain(argv[1], argv[2], argv[3]);
 
     cdp_rpc_channel_close(chan);
     uv_run(loop, UV_RUN_NOWAIT);
