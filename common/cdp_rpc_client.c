@@ -51,6 +51,7 @@ struct client_call {
     client_call *prev, *next;
     client_method *method;
     grpc_byte_buffer *req;          /* kept for retries */
+    grpc_byte_buffer *sent;         /* this attempt's copy: gRPC empties what it sends */
     gpr_timespec deadline;          /* overall, monotonic */
     int attempt;
     cdp_rpc_done cb;
@@ -153,6 +154,10 @@ static void call_reset_attempt(client_call *c) {
         grpc_call_unref(c->call);
         c->call = NULL;
     }
+    if (c->sent) {
+        grpc_byte_buffer_destroy(c->sent);
+        c->sent = NULL;
+    }
 }
 
 static void call_complete(client_call *c, grpc_status_code code, const char *details,
@@ -228,7 +233,8 @@ static void call_attempt(client_call *c) {
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = c->req;
+    c->sent = grpc_byte_buffer_copy(c->req);
+    ops[1].data.send_message.send_message = c->sent;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->md_initial;

@@ -3,7 +3,11 @@
  * cdp_rpc_client. Checks replies, status codes for deadlines, oversized and
  * unknown methods, retries across a server that comes up late, health, and
  * graceful shutdown letting an in-flight call finish. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +77,31 @@ static void echo_call(cdp_rpc_channel *ch, size_t len, int delay_ms, int deadlin
 }
 
 static void shutdown_done(void *ud) { *(int *)ud = 1; }
+
+/* A loopback port nothing listens on (bound, read, released). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+typedef struct {
+    uv_timer_t timer;
+    char addr[64];
+    cdp_rpc_server *srv;
+} late_server;
+
+static void late_start(uv_timer_t *t) {
+    late_server *l = t->data;
+    cdp_rpc_server_opts o = {.addr = l->addr};
+    l->srv = cdp_rpc_server_new(loop, &o);
+    cdp_echo_register(l->srv, loop);
+    cdp_rpc_server_start(l->srv);
+}
 
 /* Keeps the loop alive (and turning) while calls are only in gRPC's hands. */
 static void tick(uv_timer_t *t) { (void)t; }
@@ -154,6 +183,26 @@ int main(void) {
     wait_all(r, 1);
     CHECK(r[0].code == GRPC_STATUS_UNAVAILABLE, "no server: UNAVAILABLE after bounded retries");
     cdp_rpc_channel_close(dead);
+
+    /* A server that comes up while the client backs off: the retried call
+     * must carry the whole request (the reply echoes its payload). */
+    late_server late;
+    snprintf(late.addr, sizeof(late.addr), "127.0.0.1:%d", free_port());
+    cdp_rpc_channel_opts lo = {.max_attempts = 40, .backoff_initial_ms = 20, .backoff_max_ms = 50};
+    cdp_rpc_channel *lch = cdp_rpc_channel_new(loop, late.addr, &lo);
+    uv_timer_init(loop, &late.timer);
+    late.timer.data = &late;
+    uv_timer_start(&late.timer, late_start, 300, 0);
+    echo_call(lch, 777, 0, 8000, &r[0]);
+    wait_all(r, 1);
+    CHECK(r[0].code == GRPC_STATUS_OK && r[0].payload_len == 777,
+          "a retried call reaches a late server with its full request");
+    int late_down = 0;
+    cdp_rpc_server_shutdown(late.srv, shutdown_done, &late_down);
+    while (!late_down) uv_run(loop, UV_RUN_ONCE);
+    cdp_rpc_server_free(late.srv);
+    uv_close((uv_handle_t *)&late.timer, NULL);
+    cdp_rpc_channel_close(lch);
 
     /* Graceful shutdown: an in-flight call (300 ms) still gets its reply;
      * a call started after the shutdown began is refused. */
