@@ -460,6 +460,16 @@ static void ing__on_step(ing_shard *sh, ing_step step, grpc_status_code code, co
             ing__backoff(sh, "identity answered a different number of results");
             return;
         }
+        if (step == ING_STEP_APPLY) {
+            /* Profile must account for every event it was sent; anything
+             * else (a truncated request, a version skew) is not done. */
+            const Cdp__V1__ApplyEventsResponse *ar = (const Cdp__V1__ApplyEventsResponse *)resp;
+            if ((size_t)ar->applied + (size_t)ar->duplicates != sh->n_idx) {
+                ing__backoff(sh, "profile accounted for %d of %zu events",
+                             (int)(ar->applied + ar->duplicates), sh->n_idx);
+                return;
+            }
+        }
         if (step == ING_STEP_APPLY)
             for (size_t k = 0; k < sh->n_idx; k++)
                 sh->batch.e[sh->idx[k]].state = ING_ENTRY_DONE;

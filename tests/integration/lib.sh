@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/integration/lib.sh: the harness shared by the integration test
 # scripts (test_*.sh). Sourced, never run.
 #
@@ -34,7 +35,7 @@ ITEST_REDIS_TIMEOUT_S=10    # redis-server answers PING / exits
 ITEST_POLL_S=0.1
 ITEST_LOG_TAIL=40
 
-declare -A SVC_PID SVC_BIN SVC_ENV SVC_GRPC SVC_METRICS SVC_LOG
+declare -A SVC_PID SVC_BIN SVC_ENV SVC_GRPC SVC_LOG
 declare -A REDIS_PORT REDIS_DIR REDIS_ARGS
 ITEST_SVCS=()        # instance names in start order
 ITEST_BG_PIDS=()     # helper processes (load generators) to end at exit
@@ -58,8 +59,31 @@ itest_init() {
   export CDP_TEST_RUN_ID=$ITEST_RUN_ID
   trap itest_cleanup EXIT
   trap 'itest_log "interrupted"; exit 130' INT TERM
+  itest_guard
   itest_log "run id $ITEST_RUN_ID, logs in $ITEST_TMP"
 }
+
+# itest_guard: a watchdog for the case the EXIT trap cannot run (the script
+# is killed with SIGKILL, e.g. by ctest's timeout): once this shell is gone
+# it kills every process recorded in TMP/pids that is still one of ours (its
+# command a cdp- binary, redis-server or node).
+itest_guard() {
+  local parent=$$ pids=$ITEST_TMP/pids
+  : >"$pids"
+  (
+    trap '' INT TERM
+    while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+    while read -r pid; do
+      case $(cat "/proc/$pid/comm" 2>/dev/null) in
+        cdp-* | redis-server | node) kill -KILL "$pid" 2>/dev/null ;;
+      esac
+    done <"$pids"
+  ) </dev/null >/dev/null 2>&1 &
+  disown
+}
+
+# itest_record_pid PID: tells the watchdog about a process to end.
+itest_record_pid() { echo "$1" >>"$ITEST_TMP/pids"; }
 
 # itest_require_node: exits 0 with a SKIPPED line when tests/interop's node
 # packages are not installed (tests/run installs them).
@@ -99,7 +123,7 @@ itest_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # script has not handed out before. Starts at a random offset so that
 # parallel runs rarely race for the same port.
 pick_port() {
-  local lo=$1 hi=$2 span=$(($2 - $1 + 1)) start i p
+  local lo=$1 span=$(($2 - $1 + 1)) start i p
   start=$((RANDOM % span))
   for ((i = 0; i < span; i++)); do
     p=$((lo + (start + i) % span))
@@ -143,7 +167,8 @@ redis_up() {
     itest_fail "redis-server $name did not start"
   for ((i = 0; i < ITEST_REDIS_TIMEOUT_S * 10; i++)); do
     if [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]]; then
-      # A restarted server answers LOADING until its AOF is read back.
+      # (a restarted server answers LOADING, not PONG, until its AOF is read)
+      [[ -s $dir/redis.pid ]] && itest_record_pid "$(<"$dir/redis.pid")"
       itest_log "redis $name up on 127.0.0.1:$port"
       return 0
     fi
@@ -158,7 +183,7 @@ redis_up() {
 redis_down() {
   local name=$1 port=${REDIS_PORT[$1]} dir=${REDIS_DIR[$1]} pid="" i
   [[ -s $dir/redis.pid ]] && pid=$(<"$dir/redis.pid")
-  redis-cli -p "$port" shutdown ${2:-} >/dev/null 2>&1 || true
+  redis-cli -p "$port" shutdown ${2:+"$2"} >/dev/null 2>&1 || true
   [[ -n $pid ]] || return 0
   for ((i = 0; i < ITEST_REDIS_TIMEOUT_S * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || {
@@ -187,7 +212,6 @@ svc_define() {
   mport=$(pick_port "$ITEST_PORT_LO" "$ITEST_PORT_HI") || itest_fail "no free service port"
   SVC_BIN[$inst]=$bin
   SVC_GRPC[$inst]=127.0.0.1:$gport
-  SVC_METRICS[$inst]=127.0.0.1:$mport
   SVC_LOG[$inst]=$ITEST_TMP/$inst.log
   SVC_ENV[$inst]="CDP_GRPC_ADDR=127.0.0.1:$gport CDP_METRICS_ADDR=127.0.0.1:$mport $*"
   ITEST_SVCS+=("$inst")
@@ -217,6 +241,7 @@ svc_spawn() {
   env CDP_LOG_LEVEL="${CDP_LOG_LEVEL:-info}" "${vars[@]}" "${SVC_BIN[$inst]}" \
     >>"${SVC_LOG[$inst]}" 2>&1 </dev/null &
   SVC_PID[$inst]=$!
+  itest_record_pid "$!"
   itest_log "started $inst (pid ${SVC_PID[$inst]}) on ${SVC_GRPC[$inst]}"
 }
 
@@ -309,7 +334,10 @@ stop_service() {
 }
 
 # bg_track PID: a helper process to end at exit.
-bg_track() { ITEST_BG_PIDS+=("$1"); }
+bg_track() {
+  ITEST_BG_PIDS+=("$1")
+  itest_record_pid "$1"
+}
 
 # ---------------------------------------------------------------- cleanup
 
@@ -325,6 +353,7 @@ itest_cleanup() {
   for name in "${!REDIS_PORT[@]}"; do
     redis_down "$name" nosave >/dev/null
   done
+  : >"$ITEST_TMP/pids"   # all stopped: nothing left for the watchdog
   if [[ $ITEST_OK == 1 && $rc == 0 && -z ${CDP_ITEST_KEEP:-} ]]; then
     rm -rf "$ITEST_TMP"
   else

@@ -3,7 +3,8 @@
 # grpc-js stubs loaded from proto/) against the three services started here
 # on their own loopback ports. Uses the shared Redis of tests/run
 # (CDP_TEST_REDIS_ADDR) when set, else a private one; ids are unique per run
-# so the shared key space does not collide.
+# so the shared key space does not collide. A second profile instance talks
+# to a stand-in identity (retry.test.js) to check its retries.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -19,8 +20,13 @@ else
 fi
 
 start_stack "$redis"
-wait_healthy identity profile ingestion
+# A second profile whose identity is a stand-in served by retry.test.js.
+fake_identity_port=$(pick_port "$ITEST_PORT_LO" "$ITEST_PORT_HI") || itest_fail "no free port"
+start_service profile_fake profile CDP_REDIS_ADDR="$redis" \
+  CDP_IDENTITY_ADDR="127.0.0.1:$fake_identity_port"
+wait_healthy identity profile ingestion profile_fake
 
 export CDP_TEST_INGESTION_ADDR=$ING_ADDR CDP_TEST_IDENTITY_ADDR=$IDN_ADDR CDP_TEST_PROFILE_ADDR=$PRF_ADDR
+export CDP_TEST_FAKE_IDENTITY_PORT=$fake_identity_port CDP_TEST_PROFILE_FAKE_ADDR=${SVC_GRPC[profile_fake]}
 node --test "$ITEST_INTEROP/" || itest_fail "node --test tests/interop/ failed"
 itest_pass

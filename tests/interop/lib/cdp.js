@@ -32,6 +32,15 @@ const LOADER_OPTIONS = {
 };
 const DEFAULT_DEADLINE_MS = 5000;
 const DEFAULT_POLL_MS = 100;
+// Channel options: reconnect quickly after a service restarts (grpc-js backs
+// off up to 120 s by default), and give every client its own subchannels so
+// that one client's backoff after a refused connection does not delay a
+// fresh client to the same address.
+const CHANNEL_OPTIONS = {
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 1000,
+  'grpc.use_local_subchannel_pool': 1,
+};
 
 const definition = protoLoader.loadSync(PROTO_FILES, LOADER_OPTIONS);
 const loaded = grpc.loadPackageDefinition(definition);
@@ -46,11 +55,17 @@ const SERVICES = {
 
 // client(kind, addr): a client of the cdp.v1 service `kind` at "host:port".
 function client(kind, addr) {
-  return new SERVICES[kind].ctor(addr, grpc.credentials.createInsecure());
+  return new SERVICES[kind].ctor(addr, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+}
+
+// serviceDefinition(kind): the grpc-js service definition of cdp.v1 `kind`,
+// for stand-in servers in tests.
+function serviceDefinition(kind) {
+  return SERVICES[kind].ctor.service;
 }
 
 function healthClient(addr) {
-  return new Health(addr, grpc.credentials.createInsecure());
+  return new Health(addr, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
 }
 
 // call(client, method, request, deadlineMs) -> Promise of the reply; rejects
@@ -239,6 +254,7 @@ module.exports = {
   status: grpc.status,
   SERVICES,
   client,
+  serviceDefinition,
   healthClient,
   call,
   callStatus,
