@@ -20,6 +20,7 @@
 enum {
     MS_PER_S = 1000,
     E2E_WATCH_INTERVAL_MS = 20,   /* pause between rounds of GetProfile */
+    E2E_WATCH_GATE = 16,          /* persons read while the pipeline works */
 };
 #define NS_PER_S 1e9
 
@@ -67,6 +68,7 @@ static int e2e_run_seed(uv_loop_t *loop, cdp_rpc_channel *ingestion, cdp_rpc_cha
     r->in.on_accepted = e2e_on_accepted;
     r->in.accepted_ud = r;
     bench_watch_opts wo = {.concurrency = o->concurrency, .interval_ms = E2E_WATCH_INTERVAL_MS,
+                           .gate = E2E_WATCH_GATE,
                            .timeout_ms = o->timeout_s * MS_PER_S, .deadline_ms = o->deadline_ms};
     r->watch = bench_watch_new(loop, profile, &r->in.gen, &wo);
     if (!r->watch)
@@ -137,6 +139,7 @@ typedef struct {
     Cdp__V1__GetProfileRequest req;
     char **ids;
     uint32_t n;
+    uint64_t replies, reply_bytes;   /* packed size of the views read */
 } getprofile_work;
 
 static int getprofile_make(void *ud, uint64_t seq, const ProtobufCMessage **req) {
@@ -149,10 +152,12 @@ static int getprofile_make(void *ud, uint64_t seq, const ProtobufCMessage **req)
 
 static int getprofile_check(void *ud, uint64_t seq, const ProtobufCMessage *resp,
                             uint64_t t_start_ns, uint64_t t_end_ns) {
-    (void)ud;
+    getprofile_work *g = ud;
     (void)seq;
     (void)t_start_ns;
     (void)t_end_ns;
+    g->replies++;
+    g->reply_bytes += protobuf_c_message_get_packed_size(resp);
     return ((const Cdp__V1__ProfileView *)resp)->total_events > 0;
 }
 
@@ -169,30 +174,31 @@ static uint32_t getprofile_collect(const e2e_run *r, getprofile_work *g) {
     return g->n;
 }
 
-static void getprofile_report(const bench_opts *o, uint32_t seeded, bench_drive_result *d,
-                              const char *why) {
+static void getprofile_report(const getprofile_work *g, bench_drive_result *d, const char *why) {
     double s = bench_drive_elapsed_s(d);
     bench_result("getprofile",
                  "people=%u calls=%llu failed=%llu calls_per_s=%.0f p50_ms=%.3f p99_ms=%.3f "
-                 "error=\"%s%s\"",
-                 seeded, (unsigned long long)d->units_ok, (unsigned long long)d->failed,
+                 "reply_bytes=%.0f error=\"%s%s\"",
+                 g->n, (unsigned long long)d->units_ok, (unsigned long long)d->failed,
                  s > 0 ? (double)d->units_ok / s : 0, bench_lat_quantile_ms(&d->lat, 0.5),
-                 bench_lat_quantile_ms(&d->lat, 0.99), why, d->first_error);
-    (void)o;
+                 bench_lat_quantile_ms(&d->lat, 0.99),
+                 g->replies ? (double)g->reply_bytes / (double)g->replies : 0, why,
+                 d->first_error);
 }
 
 int bench_mode_getprofile(uv_loop_t *loop, const bench_opts *o) {
     cdp_rpc_channel *ing = cdp_rpc_channel_new(loop, o->target, NULL);
     cdp_rpc_channel *prf = cdp_rpc_channel_new(loop, o->profile_target, NULL);
     e2e_run r;
-    getprofile_work g = {.ids = NULL, .n = 0};
+    getprofile_work g;
+    memset(&g, 0, sizeof(g));
     bench_drive_result d;
     memset(&d, 0, sizeof(d));
     int rc = 1;
     if (e2e_run_seed(loop, ing, prf, o, &r) != 0 || !r.visible_ok) {
-        getprofile_report(o, 0, &d, "seeding: profiles did not reflect the seed events; ");
+        getprofile_report(&g, &d, "seeding: profiles did not reflect the seed events; ");
     } else if (getprofile_collect(&r, &g) == 0) {
-        getprofile_report(o, 0, &d, "seeding: no master id seen; ");
+        getprofile_report(&g, &d, "seeding: no master id seen; ");
     } else {
         bench_workload w = {.svc = &cdp__v1__profile__descriptor, .method = "GetProfile",
                             .make = getprofile_make, .check = getprofile_check, .ud = &g};
@@ -201,7 +207,7 @@ int bench_mode_getprofile(uv_loop_t *loop, const bench_opts *o) {
                                   .deadline_ms = o->deadline_ms};
         if (bench_drive_start(loop, prf, &w, &dopts, &d) == 0)
             uv_run(loop, UV_RUN_DEFAULT);
-        getprofile_report(o, g.n, &d, "");
+        getprofile_report(&g, &d, "");
         rc = d.units_ok == 0 || d.failed > 0;
     }
     bench_drive_result_free(&d);

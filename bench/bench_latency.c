@@ -139,7 +139,7 @@ static void latency_report(latency_run *r, bench_drive_result *d) {
                  "rate=%.0f batch=%d events=%llu events_per_s=%.0f failed_calls=%llu late=%llu "
                  "sample_every=%u polls_per_s=%.0f "
                  "ingest_p50_ms=%.3f ingest_p99_ms=%.3f samples=%llu lost=%llu polls=%llu "
-                 "poll_errors=%llu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f ack_p50_ms=%.3f "
+                 "poll_errors=%llu p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f ack_p50_ms=%.3f "
                  "ack_p99_ms=%.3f error=\"%s%s\"",
                  o->rate, o->batch, (unsigned long long)d->units_ok,
                  s > 0 ? (double)d->units_ok / s : 0, (unsigned long long)d->failed,
@@ -149,6 +149,7 @@ static void latency_report(latency_run *r, bench_drive_result *d) {
                  (unsigned long long)r->lost, (unsigned long long)r->polls,
                  (unsigned long long)r->poll_errors,
                  bench_lat_quantile_ms(&r->send_to_profile, 0.5),
+                 bench_lat_quantile_ms(&r->send_to_profile, 0.9),
                  bench_lat_quantile_ms(&r->send_to_profile, 0.99),
                  bench_lat_quantile_ms(&r->send_to_profile, 1.0),
                  bench_lat_quantile_ms(&r->ack_to_profile, 0.5),

@@ -2,10 +2,11 @@
  *
  *   cdp-bench MODE [options]
  *
- * MODE is echo, ingest, e2e, latency or getprofile (bench_modes.h; what
- * each measures is in bench/README.md). Every run is bounded: issuing stops
- * after --duration (or the fixed --events), waiting for profiles stops
- * after --timeout, and a watchdog ends the process past the sum of both.
+ * MODE is echo, ingest, e2e, latency, getprofile or redisprof (what each
+ * measures: bench_modes.h and bench/README.md). Every run is bounded:
+ * issuing stops after --duration (or the fixed --events), waiting for
+ * profiles stops after --timeout, and a watchdog ends the process past the
+ * sum of both.
  * Targets must be loopback addresses: this tool never loads anything else. */
 #include <getopt.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 #define BENCH_DEFAULT_ECHO "127.0.0.1:51430"
 #define BENCH_DEFAULT_INGESTION "127.0.0.1:50051"
 #define BENCH_DEFAULT_PROFILE "127.0.0.1:50053"
+#define BENCH_DEFAULT_REDIS "127.0.0.1:6379"
 
 enum {
     DEFAULT_DURATION_S = 5,
@@ -63,13 +65,13 @@ static const struct {
 } bench_mode_table[] = {
     {"echo", bench_mode_echo},       {"ingest", bench_mode_ingest},
     {"e2e", bench_mode_e2e},         {"latency", bench_mode_latency},
-    {"getprofile", bench_mode_getprofile},
+    {"getprofile", bench_mode_getprofile}, {"redisprof", bench_mode_redisprof},
 };
 
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: cdp-bench MODE [options]\n"
-            "modes: echo | ingest | e2e | latency | getprofile\n"
+            "modes: echo | ingest | e2e | latency | getprofile | redisprof\n"
             "  --target H:P        echo server (echo) or ingestion (others)\n"
             "  --profile H:P       profile service (e2e, latency, getprofile)\n"
             "  --duration S        seconds of load (default %d)\n"
@@ -85,7 +87,9 @@ static void bench_usage(FILE *f) {
             "  --poll-ms N         latency: GetProfile poll interval (default %d)\n"
             "  --timeout S         wait for profiles at most (default %d)\n"
             "  --deadline-ms N     per call (default %d)\n"
-            "  --run-id ID         prefix of generated ids ([a-z0-9], default random)\n",
+            "  --run-id ID         prefix of generated ids ([a-z0-9], default random)\n"
+            "  --redis H:P         redisprof: the Redis to profile\n"
+            "  --phase start|report  redisprof: begin logging, or report and stop\n",
             DEFAULT_DURATION_S, DEFAULT_CONCURRENCY, DEFAULT_BATCH, DEFAULT_LATENCY_BATCH,
             DEFAULT_PEOPLE, DEFAULT_LATENCY_RATE, DEFAULT_EVENTS, DEFAULT_SAMPLE_EVERY,
             DEFAULT_POLL_MS, DEFAULT_TIMEOUT_S, DEFAULT_DEADLINE_MS);
@@ -139,6 +143,7 @@ static void bench_defaults(bench_opts *o, const char *mode) {
     int echo = strcmp(mode, "echo") == 0, latency = strcmp(mode, "latency") == 0;
     o->target = echo ? BENCH_DEFAULT_ECHO : BENCH_DEFAULT_INGESTION;
     o->profile_target = BENCH_DEFAULT_PROFILE;
+    o->redis_target = BENCH_DEFAULT_REDIS;
     o->duration_s = DEFAULT_DURATION_S;
     o->concurrency = DEFAULT_CONCURRENCY;
     o->batch = latency ? DEFAULT_LATENCY_BATCH : DEFAULT_BATCH;
@@ -197,6 +202,8 @@ static int bench_apply(bench_opts *o, const char *name, const char *v) {
     else if (!strcmp(name, "profile")) o->profile_target = v;
     else if (!strcmp(name, "like")) o->payload_like = v;
     else if (!strcmp(name, "run-id")) o->run_id = v;
+    else if (!strcmp(name, "redis")) o->redis_target = v;
+    else if (!strcmp(name, "phase")) o->phase = v;
     else {
         for (size_t i = 0; i < sizeof(bench_num_opts) / sizeof(bench_num_opts[0]); i++)
             if (!strcmp(name, bench_num_opts[i].name))
@@ -212,7 +219,8 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
         {"duration", 1, 0, 0}, {"concurrency", 1, 0, 0}, {"batch", 1, 0, 0},
         {"people", 1, 0, 0}, {"rate", 1, 0, 0}, {"events", 1, 0, 0}, {"payload", 1, 0, 0},
         {"sample-every", 1, 0, 0}, {"poll-ms", 1, 0, 0}, {"timeout", 1, 0, 0},
-        {"deadline-ms", 1, 0, 0}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+        {"deadline-ms", 1, 0, 0}, {"redis", 1, 0, 0}, {"phase", 1, 0, 0},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     int idx, c;
     optind = 2;
@@ -226,9 +234,10 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
     }
     if (optind != argc)
         return -1;
-    if (!bench_is_loopback(o->target) || !bench_is_loopback(o->profile_target)) {
-        fprintf(stderr, "cdp-bench: targets must be loopback host:port (got %s, %s)\n", o->target,
-                o->profile_target);
+    if (!bench_is_loopback(o->target) || !bench_is_loopback(o->profile_target) ||
+        !bench_is_loopback(o->redis_target)) {
+        fprintf(stderr, "cdp-bench: targets must be loopback host:port (got %s, %s, %s)\n",
+                o->target, o->profile_target, o->redis_target);
         return -1;
     }
     if (o->payload_like && strcmp(o->payload_like, "ingest") &&

@@ -18,6 +18,8 @@ typedef struct {
     const char *profile_target;  /* profile, host:port */
     const char *payload_like;    /* echo: "ingest" or "getprofile" sizes */
     const char *run_id;          /* prefix of every generated id */
+    const char *redis_target;    /* redisprof: Redis, host:port */
+    const char *phase;           /* redisprof: "start" or "report" */
     int duration_s;
     int concurrency;
     int batch;                   /* events per Ingest call */
@@ -36,6 +38,7 @@ int bench_mode_ingest(uv_loop_t *loop, const bench_opts *o);
 int bench_mode_e2e(uv_loop_t *loop, const bench_opts *o);
 int bench_mode_latency(uv_loop_t *loop, const bench_opts *o);
 int bench_mode_getprofile(uv_loop_t *loop, const bench_opts *o);
+int bench_mode_redisprof(uv_loop_t *loop, const bench_opts *o);
 
 /* Helpers shared by the modes (bench_throughput.c). */
 

@@ -97,6 +97,8 @@ int bench_mode_echo(uv_loop_t *loop, const bench_opts *o) {
     cdp__v1__echo_request__init(&e.req);
     e.len = echo_payload_size(o);
     uint8_t *buf = calloc(1, e.len ? e.len : 1);
+    if (!buf)
+        return 1;
     e.req.payload.data = buf;
     e.req.payload.len = e.len;
     cdp_rpc_channel *ch = cdp_rpc_channel_new(loop, o->target, NULL);

@@ -1,5 +1,6 @@
-/* bench_watch: see bench_watch.h. A round walks the persons not yet
- * complete, at most `concurrency` GetProfile calls in flight. */
+/* bench_watch: see bench_watch.h. A round walks the persons it reads
+ * (the gate, or everyone incomplete), at most `concurrency` calls in
+ * flight. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,8 @@ struct bench_watch {
     const bench_gen *gen;
     bench_watch_opts o;
     watch_person *persons;
-    uint32_t people, remaining, next;
-    int inflight, running;
+    uint32_t people, remaining, next, gate_step;
+    int inflight, running, gated;
     uint64_t rounds, calls, give_up_ns;
     uv_timer_t timer;
     void (*done)(void *ud, int ok);
@@ -48,6 +49,8 @@ bench_watch *bench_watch_new(uv_loop_t *loop, cdp_rpc_channel *profile, const be
     w->gen = gen;
     w->o = *o;
     w->people = gen->people;
+    w->gated = o->gate > 0 && o->gate < gen->people;
+    w->gate_step = w->gated ? gen->people / o->gate : 1;
     uv_timer_init(loop, &w->timer);
     w->timer.data = w;
     return w;
@@ -79,6 +82,21 @@ const char *bench_watch_master_id(const bench_watch *w, uint32_t p) {
 
 static int watch_complete(const watch_person *wp) { return wp->seen >= wp->expected; }
 
+/* 1 if this round reads person p. */
+static int watch_reads(const bench_watch *w, uint32_t p) {
+    if (watch_complete(&w->persons[p]))
+        return 0;
+    return !w->gated || p % w->gate_step == 0;
+}
+
+/* Persons short of their count: everyone, or only the gate's while gated. */
+static uint32_t watch_count_short(const bench_watch *w, int gate_only) {
+    uint32_t n = 0;
+    for (uint32_t p = 0; p < w->people; p++)
+        n += !watch_complete(&w->persons[p]) && (!gate_only || p % w->gate_step == 0);
+    return n;
+}
+
 /* ------------------------------------------------------------------ rounds */
 
 static void watch_pump(bench_watch *w);
@@ -87,9 +105,6 @@ static void watch_round_start(uv_timer_t *t) {
     bench_watch *w = t->data;
     w->rounds++;
     w->next = 0;
-    w->remaining = 0;
-    for (uint32_t p = 0; p < w->people; p++)
-        w->remaining += !watch_complete(&w->persons[p]);
     watch_pump(w);
 }
 
@@ -98,10 +113,15 @@ static void watch_finish(bench_watch *w, int ok) {
     w->done(w->ud, ok);
 }
 
-/* A round ended: done, out of time, or another round after the pause. */
+/* A round ended: done, the gate opened (a full round at once), out of
+ * time, or another round after the pause. */
 static void watch_round_end(bench_watch *w) {
+    w->remaining = watch_count_short(w, 0);
     if (w->remaining == 0) {
         watch_finish(w, 1);
+    } else if (w->gated && watch_count_short(w, 1) == 0) {
+        w->gated = 0;
+        uv_timer_start(&w->timer, watch_round_start, 0, 0);
     } else if (uv_hrtime() >= w->give_up_ns) {
         watch_finish(w, 0);
     } else {
@@ -119,8 +139,6 @@ static void watch_on_reply(grpc_status_code code, const char *details,
         const Cdp__V1__ProfileView *v = (const Cdp__V1__ProfileView *)resp;
         wp->seen = v->total_events;
         snprintf(wp->master_id, sizeof(wp->master_id), "%s", v->master_id);
-        if (watch_complete(wp))
-            w->remaining--;
     }
     free(c);
     w->inflight--;
@@ -132,7 +150,7 @@ static void watch_pump(bench_watch *w) {
     char uid[BENCH_ID_MAX];
     while (w->inflight < w->o.concurrency && w->next < w->people) {
         uint32_t p = w->next++;
-        if (watch_complete(&w->persons[p]))
+        if (!watch_reads(w, p))
             continue;
         watch_call *c = malloc(sizeof(*c));
         if (!c)

@@ -2,12 +2,15 @@
  * event that ingestion accepted for them.
  *
  * The caller tells how many events each person should show; the watcher
- * reads GetProfile (by the person's user_id) in rounds, `interval_ms` apart,
- * and drops each person from later rounds once its total_events reaches the
- * expected count, so the last rounds cost a few calls, not one per person.
- * It keeps each person's master id for later use. The signal is the
- * contract itself (what a client of profile sees), not a counter inside
- * the pipeline. All on the loop thread. */
+ * reads GetProfile (by the person's user_id) in rounds, `interval_ms` apart.
+ * While the pipeline is busy only `gate` evenly spread persons are read;
+ * once all of them are complete every person is, and from then on each
+ * round reads only the persons still short. So polling costs about
+ * gate/interval calls per second while the pipeline works (its own load
+ * stays small), and the completion time it reports is late by at most one
+ * interval plus one full round. It keeps each person's master id for later
+ * use. The signal is the contract itself (what a client of profile sees),
+ * not a counter inside the pipeline. All on the loop thread. */
 #ifndef BENCH_WATCH_H
 #define BENCH_WATCH_H
 
@@ -22,6 +25,7 @@ typedef struct bench_watch bench_watch;
 typedef struct {
     int concurrency;     /* GetProfile calls in flight per round */
     int interval_ms;     /* pause between rounds */
+    uint32_t gate;       /* persons read while busy; 0: all of them */
     int timeout_ms;      /* give up after this */
     int deadline_ms;     /* per call */
 } bench_watch_opts;

@@ -56,15 +56,22 @@ cdp_redis_start() {
   return 1
 }
 
-# cdp_redis_stop PORT DIR [nosave]: asks the redis-server of cdp_redis_start
-# to shut down (flushing its AOF unless nosave) and waits until it has exited.
+# cdp_redis_stop PORT DIR [nosave]: shuts down the redis-server that
+# cdp_redis_start left in DIR (SHUTDOWN flushes the AOF; nosave skips any RDB
+# save) and waits until it has exited. A Redis on PORT that is not the one of
+# DIR's pid file is left alone.
 cdp_redis_stop() {
   local port=$1 dir=$2 pid="" i
-  [[ -s $dir/redis.pid ]] && pid=$(<"$dir/redis.pid")
-  redis-cli -p "$port" shutdown ${3:+"$3"} >/dev/null 2>&1 || true
-  [[ -n $pid ]] || return 0
+  [[ -s $dir/redis.pid ]] || return 0
+  pid=$(<"$dir/redis.pid")
+  if [[ $(redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' |
+    sed -n 's/^process_id://p') == "$pid" ]]; then
+    redis-cli -p "$port" shutdown ${3:+"$3"} >/dev/null 2>&1 || true
+  elif [[ $(cat 2>/dev/null "/proc/$pid/comm") == redis-server* ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
   for ((i = 0; i < CDP_REDIS_START_TENTHS; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    [[ $(cat 2>/dev/null "/proc/$pid/comm") == redis-server* ]] || return 0
     sleep 0.1
   done
   kill -KILL "$pid" 2>/dev/null || true

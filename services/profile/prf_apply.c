@@ -242,15 +242,12 @@ static void prf__tombstone_done(redisReply *reply, const char *err, void *ud)
 {
     prf_merge_op *op = ud;
     prf_batch *b = op->b;
-    prf_reply_status st;
-    char *into = NULL, msg[PRF_ERR_MAX];
+    char msg[PRF_ERR_MAX];
     if (prf__check(b, reply, err) != 0 || b->code != GRPC_STATUS_OK) {
         prf__release(b);
         return;
     }
-    if (prf_reply_snapshot(reply, &st, &op->snap, &into, msg, sizeof(msg)) != 0 ||
-        st != PRF_REPLY_OK || !op->snap.merged_into) {
-        free(into);
+    if (prf_reply_snapshot(reply, &op->snap, msg, sizeof(msg)) != 0) {
         prf__fail(b, GRPC_STATUS_INTERNAL, msg);
         prf__release(b);
         return;

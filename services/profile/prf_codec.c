@@ -8,11 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prf_event.h"
+
 #define PRF_KEY_PREFIX "cdp:prf:{p:"
 
 static const char *const prf__key_suffix[PRF_KEY_COUNT] = {
-    "}", "}:traits", "}:trait_ts", "}:counts", "}:channels",
-    "}:timeline", "}:ids", "}:seen", "}:folded",
+    "}", "}:trait_ts", "}:timeline", "}:seen",
 };
 
 /* Decimal digits an int64 needs, with sign: "-9223372036854775808". */
@@ -192,7 +193,42 @@ int prf_args_fold(prf_args *a, const char *loser, int64_t cutoff_ms, size_t time
     return prf_args_add_profile(a, snapshot);
 }
 
-/* =============================================================== replies */
+/* ================================================================= reads */
+
+void prf_read_cmd_init(prf_read_cmd *c, const prf_keys *k, int key, size_t tl_limit)
+{
+    memset(c, 0, sizeof(*c));
+    const char *key_name = k->v[key];
+    size_t key_len = k->len[key];
+    switch (key) {
+    case PRF_KEY_TIMELINE:
+        snprintf(c->stop, sizeof(c->stop), "%lld", (long long)tl_limit - 1);
+        c->argc = 4;
+        c->argv[0] = "ZREVRANGE";
+        c->argv[3] = c->stop;
+        break;
+    case PRF_KEY_SEEN:
+        c->argc = 5;
+        c->argv[0] = "ZRANGE";
+        c->argv[3] = "-1";
+        c->argv[4] = "WITHSCORES";
+        break;
+    default:
+        c->argc = 2;
+        c->argv[0] = "HGETALL";
+        break;
+    }
+    if (c->argc > 2)
+        c->argv[2] = "0";
+    c->argv[1] = key_name;
+    for (int i = 0; i < c->argc; i++)
+        c->len[i] = i == 1 ? key_len : strlen(c->argv[i]);
+}
+
+int prf_read_is_view_key(int key)
+{
+    return key == PRF_KEY_MAIN || key == PRF_KEY_TIMELINE;
+}
 
 static int prf__is_str(const redisReply *r)
 {
@@ -216,128 +252,15 @@ static int prf__parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
-/* A flat [k1, v1, k2, v2, ...] array of strings? */
-static int prf__is_pairs(const redisReply *r)
+/* An array of strings, of even length when `pairs`? */
+static int prf__is_strings(const redisReply *r, int pairs)
 {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements % 2)
+    if (!r || r->type != REDIS_REPLY_ARRAY || (pairs && r->elements % 2))
         return 0;
     for (size_t i = 0; i < r->elements; i++)
         if (!prf__is_str(r->element[i]))
             return 0;
     return 1;
-}
-
-static int prf__is_strings(const redisReply *r)
-{
-    if (!r || r->type != REDIS_REPLY_ARRAY)
-        return 0;
-    for (size_t i = 0; i < r->elements; i++)
-        if (!prf__is_str(r->element[i]))
-            return 0;
-    return 1;
-}
-
-static int prf__fail(char *err, size_t errlen, const char *what)
-{
-    snprintf(err, errlen, "malformed profile reply: %s", what);
-    return -1;
-}
-
-/* Reads the status word and, on a redirect, the survivor. */
-static int prf__status(const redisReply *r, prf_reply_status *status, char **into)
-{
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !prf__is_str(r->element[0]))
-        return -1;
-    const char *s = r->element[0]->str;
-    if (strcmp(s, "ok") == 0 || strcmp(s, "folded") == 0)
-        *status = PRF_REPLY_OK;
-    else if (strcmp(s, "missing") == 0)
-        *status = PRF_REPLY_MISSING;
-    else if (strcmp(s, "already") == 0)
-        *status = PRF_REPLY_ALREADY;
-    else if (strcmp(s, "redirect") == 0)
-        *status = PRF_REPLY_REDIRECT;
-    else
-        return -1;
-    if (*status != PRF_REPLY_REDIRECT)
-        return 0;
-    if (r->elements < 2 || !prf__is_str(r->element[1]) || !r->element[1]->str[0])
-        return -1;
-    *into = strdup(r->element[1]->str);
-    return *into ? 0 : -1;
-}
-
-static int prf__load_main(const redisReply *m, prf_profile *p)
-{
-    for (size_t i = 0; i < m->elements; i += 2) {
-        const char *f = m->element[i]->str, *v = m->element[i + 1]->str;
-        int rc = 0;
-        if (strcmp(f, "total") == 0)
-            rc = prf__parse_i64(v, &p->total);
-        else if (strcmp(f, "first_seen") == 0)
-            rc = prf__parse_i64(v, &p->first_seen);
-        else if (strcmp(f, "last_seen") == 0)
-            rc = prf__parse_i64(v, &p->last_seen);
-        else if (strcmp(f, "revenue") == 0)
-            p->revenue = strtod(v, NULL);
-        else if (strcmp(f, "merged_into") == 0)
-            rc = prf_profile_set_merged_into(p, v);
-        if (rc)
-            return -1;
-    }
-    return 0;
-}
-
-/* The stamp of a trait, from the trait_ts hash (sorted by key for
- * bsearch). A trait without a stamp loses to any write, as in the Lua. */
-typedef struct {
-    const char *key;
-    const char *stamp;
-} prf__kv;
-
-static int prf__kv_cmp(const void *a, const void *b)
-{
-    return strcmp(((const prf__kv *)a)->key, ((const prf__kv *)b)->key);
-}
-
-/* "<ts>:<message_id>" */
-static int prf__parse_stamp(const char *stamp, int64_t *ts, const char **mid)
-{
-    char buf[PRF_I64_CHARS + 1];
-    const char *colon = strchr(stamp, ':');
-    size_t tl = colon ? (size_t)(colon - stamp) : 0;
-    if (tl == 0 || tl > PRF_I64_CHARS)
-        return -1;
-    memcpy(buf, stamp, tl);
-    buf[tl] = '\0';
-    if (prf__parse_i64(buf, ts) != 0)
-        return -1;
-    *mid = colon + 1;
-    return 0;
-}
-
-static int prf__load_traits(const redisReply *vals, const redisReply *stamps, prf_profile *p)
-{
-    size_t ns = stamps->elements / 2;
-    prf__kv *kv = malloc((ns ? ns : 1) * sizeof(*kv));
-    if (!kv)
-        return -1;
-    for (size_t i = 0; i < ns; i++)
-        kv[i] = (prf__kv){ stamps->element[2 * i]->str, stamps->element[2 * i + 1]->str };
-    qsort(kv, ns, sizeof(*kv), prf__kv_cmp);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < vals->elements; i += 2) {
-        prf__kv want = { vals->element[i]->str, NULL };
-        const prf__kv *hit = bsearch(&want, kv, ns, sizeof(*kv), prf__kv_cmp);
-        int64_t ts = PRF_TS_NONE;
-        const char *mid = "";
-        if (hit && prf__parse_stamp(hit->stamp, &ts, &mid) != 0)
-            rc = -1;
-        if (rc == 0)
-            rc = prf_profile_push_trait(p, want.key, vals->element[i + 1]->str, ts, mid);
-    }
-    free(kv);
-    return rc ? -1 : 0;
 }
 
 /* "<ts>:<len(mid)>:<mid><event>" */
@@ -360,70 +283,187 @@ static int prf__load_channel(prf_profile *p, const char *ch, const char *v)
     return rc ? -1 : 0;
 }
 
-static int prf__load_rest(const redisReply *const *e, prf_profile *p)
+/* A scalar field of the main hash. Unknown fields are ignored, so that a
+ * newer version may add some. */
+static int prf__load_scalar(prf_profile *p, const char *f, const char *v)
 {
-    const redisReply *counts = e[0], *chans = e[1], *tl = e[2], *ids = e[3], *seen = e[4],
-                     *folded = e[5];
+    if (strcmp(f, "total") == 0)
+        return prf__parse_i64(v, &p->total);
+    if (strcmp(f, "first_seen") == 0)
+        return prf__parse_i64(v, &p->first_seen);
+    if (strcmp(f, "last_seen") == 0)
+        return prf__parse_i64(v, &p->last_seen);
+    if (strcmp(f, "revenue") == 0) {
+        p->revenue = strtod(v, NULL);
+        return 0;
+    }
+    if (strcmp(f, "merged_into") == 0)
+        return prf_profile_set_merged_into(p, v);
+    return 0;
+}
+
+/* One field of the main hash: a prefixed entry or a scalar. */
+static int prf__load_field(prf_profile *p, const char *f, const char *v)
+{
     int64_t n;
-    for (size_t i = 0; i < counts->elements; i += 2)
-        if (prf__parse_i64(counts->element[i + 1]->str, &n) ||
-            prf_profile_push_count(p, counts->element[i]->str, n))
-            return -1;
-    for (size_t i = 0; i < chans->elements; i += 2)
-        if (prf__load_channel(p, chans->element[i]->str, chans->element[i + 1]->str))
-            return -1;
-    for (size_t i = 0; i < tl->elements; i += 2)
-        if (prf__parse_i64(tl->element[i + 1]->str, &n) ||
-            prf_profile_push_timeline(p, tl->element[i]->str, n))
-            return -1;
-    for (size_t i = 0; i < ids->elements; i++)
-        if (prf_profile_push_id(p, ids->element[i]->str))
-            return -1;
-    for (size_t i = 0; i < seen->elements; i += 2)
-        if (prf__parse_i64(seen->element[i + 1]->str, &n) ||
-            prf_profile_push_seen(p, seen->element[i]->str, n))
-            return -1;
-    for (size_t i = 0; i < folded->elements; i++)
-        if (prf_profile_push_folded(p, folded->element[i]->str))
+    if (f[0] == '\0' || f[1] != ':')
+        return prf__load_scalar(p, f, v);
+    const char *name = f + 2;
+    switch (f[0]) {
+    case 't': return prf_profile_push_trait(p, name, v, PRF_TS_NONE, "");
+    case 'n': return prf__parse_i64(v, &n) ? -1 : prf_profile_push_count(p, name, n);
+    case 'c': return prf__load_channel(p, name, v);
+    case 'i': return prf_profile_push_id(p, name);
+    case 'f': return prf_profile_push_folded(p, name);
+    default: return 0;
+    }
+}
+
+static int prf__load_main(prf_profile *p, const redisReply *m)
+{
+    for (size_t i = 0; i < m->elements; i += 2)
+        if (prf__load_field(p, m->element[i]->str, m->element[i + 1]->str) != 0)
             return -1;
     return 0;
 }
 
-/* Snapshot reply elements after status and survivor. */
-enum {
-    PRF_SNAP_MAIN = 2, PRF_SNAP_TRAITS, PRF_SNAP_TRAIT_TS, PRF_SNAP_COUNTS, PRF_SNAP_CHANNELS,
-    PRF_SNAP_TIMELINE, PRF_SNAP_IDS, PRF_SNAP_SEEN, PRF_SNAP_FOLDED, PRF_SNAP_ELEMENTS
-};
-
-static int prf__snapshot_shape(const redisReply *r)
+/* "<ts>:<message_id>" */
+static int prf__parse_stamp(const char *stamp, int64_t *ts, const char **mid)
 {
-    if (r->elements != PRF_SNAP_ELEMENTS)
-        return 0;
-    for (int i = PRF_SNAP_MAIN; i < PRF_SNAP_ELEMENTS; i++) {
-        int sets = i == PRF_SNAP_IDS || i == PRF_SNAP_FOLDED;
-        if (sets ? !prf__is_strings(r->element[i]) : !prf__is_pairs(r->element[i]))
-            return 0;
-    }
-    return 1;
+    char buf[PRF_I64_CHARS + 1];
+    const char *colon = strchr(stamp, ':');
+    size_t tl = colon ? (size_t)(colon - stamp) : 0;
+    if (tl == 0 || tl > PRF_I64_CHARS)
+        return -1;
+    memcpy(buf, stamp, tl);
+    buf[tl] = '\0';
+    if (prf__parse_i64(buf, ts) != 0)
+        return -1;
+    *mid = colon + 1;
+    return 0;
 }
 
-int prf_reply_snapshot(const redisReply *r, prf_reply_status *status, prf_profile *out,
-                       char **into, char *err, size_t errlen)
+static int prf__cmp_trait_ptr(const void *a, const void *b)
+{
+    return strcmp((*(prf_trait *const *)a)->key, (*(prf_trait *const *)b)->key);
+}
+
+/* Matches stamps to the traits loaded before (sorted index + bsearch, so a
+ * large trait set stays n log n). A stamp without its trait is ignored. */
+static int prf__load_trait_ts(prf_profile *p, const redisReply *r)
+{
+    prf_trait **index = malloc((p->n_traits ? p->n_traits : 1) * sizeof(*index));
+    if (!index)
+        return -1;
+    for (size_t i = 0; i < p->n_traits; i++)
+        index[i] = &p->traits[i];
+    qsort(index, p->n_traits, sizeof(*index), prf__cmp_trait_ptr);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < r->elements; i += 2) {
+        prf_trait want = { .key = r->element[i]->str };
+        prf_trait *wp = &want;
+        prf_trait **hit = bsearch(&wp, index, p->n_traits, sizeof(*index), prf__cmp_trait_ptr);
+        int64_t ts;
+        const char *mid;
+        if (prf__parse_stamp(r->element[i + 1]->str, &ts, &mid) != 0)
+            rc = -1;
+        else if (hit) {
+            char *copy = strdup(mid);
+            if (!copy) {
+                rc = -1;
+            } else {
+                free((*hit)->message_id);
+                (*hit)->message_id = copy;
+                (*hit)->ts = ts;
+            }
+        }
+    }
+    free(index);
+    return rc;
+}
+
+/* message id / applied-at pairs */
+static int prf__load_seen(prf_profile *p, const redisReply *r)
+{
+    for (size_t i = 0; i < r->elements; i += 2) {
+        int64_t at;
+        if (prf__parse_i64(r->element[i + 1]->str, &at) != 0 ||
+            prf_profile_push_seen(p, r->element[i]->str, at) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Timeline members carry their event time (prf_event.h). */
+static int prf__load_timeline(prf_profile *p, const redisReply *r)
+{
+    for (size_t i = 0; i < r->elements; i++) {
+        int64_t ts;
+        if (prf_tl_member_ts(r->element[i]->str, &ts) != 0 ||
+            prf_profile_push_timeline(p, r->element[i]->str, ts) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int prf_profile_load(prf_profile *p, int key, const redisReply *r)
+{
+    if (!prf__is_strings(r, key != PRF_KEY_TIMELINE))
+        return -1;
+    switch (key) {
+    case PRF_KEY_MAIN: return prf__load_main(p, r);
+    case PRF_KEY_TRAIT_TS: return prf__load_trait_ts(p, r);
+    case PRF_KEY_TIMELINE: return prf__load_timeline(p, r);
+    case PRF_KEY_SEEN: return prf__load_seen(p, r);
+    default: return -1;
+    }
+}
+
+/* =============================================================== replies */
+
+static int prf__fail(char *err, size_t errlen, const char *what)
+{
+    snprintf(err, errlen, "malformed profile reply: %s", what);
+    return -1;
+}
+
+/* Reads the status word and, on a redirect, the survivor. */
+static int prf__status(const redisReply *r, prf_reply_status *status, char **into)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !prf__is_str(r->element[0]))
+        return -1;
+    const char *s = r->element[0]->str;
+    if (strcmp(s, "ok") == 0 || strcmp(s, "folded") == 0)
+        *status = PRF_REPLY_OK;
+    else if (strcmp(s, "already") == 0)
+        *status = PRF_REPLY_ALREADY;
+    else if (strcmp(s, "redirect") == 0)
+        *status = PRF_REPLY_REDIRECT;
+    else
+        return -1;
+    if (*status != PRF_REPLY_REDIRECT)
+        return 0;
+    if (r->elements < 2 || !prf__is_str(r->element[1]) || !r->element[1]->str[0])
+        return -1;
+    *into = strdup(r->element[1]->str);
+    return *into ? 0 : -1;
+}
+
+int prf_reply_snapshot(const redisReply *r, prf_profile *out, char *err, size_t errlen)
 {
     prf_profile_init(out);
-    *into = NULL;
-    if (prf__status(r, status, into) != 0 || *status == PRF_REPLY_ALREADY)
-        return prf__fail(err, errlen, "status");
-    if (*status != PRF_REPLY_OK)
-        return 0;
-    if (!prf__snapshot_shape(r))
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 + PRF_KEY_COUNT ||
+        !prf__is_str(r->element[0]) || strcmp(r->element[0]->str, "ok") != 0)
         return prf__fail(err, errlen, "snapshot shape");
-    const redisReply *const *e = (const redisReply *const *)r->element;
-    if (prf__load_main(e[PRF_SNAP_MAIN], out) ||
-        prf__load_traits(e[PRF_SNAP_TRAITS], e[PRF_SNAP_TRAIT_TS], out) ||
-        prf__load_rest(e + PRF_SNAP_COUNTS, out)) {
+    for (int k = 0; k < PRF_KEY_COUNT; k++) {
+        if (prf_profile_load(out, k, r->element[2 + k]) != 0) {
+            prf_profile_clear(out);
+            return prf__fail(err, errlen, "snapshot field");
+        }
+    }
+    if (!out->merged_into) {
         prf_profile_clear(out);
-        return prf__fail(err, errlen, "snapshot field");
+        return prf__fail(err, errlen, "snapshot without tombstone");
     }
     return 0;
 }
@@ -471,7 +511,7 @@ int prf_reply_fold(const redisReply *r, prf_reply_status *status, char **into, c
                    size_t errlen)
 {
     *into = NULL;
-    if (prf__status(r, status, into) != 0 || *status == PRF_REPLY_MISSING)
+    if (prf__status(r, status, into) != 0)
         return prf__fail(err, errlen, "fold status");
     return 0;
 }

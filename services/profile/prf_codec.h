@@ -6,15 +6,20 @@
  *
  * Key layout of one profile (docs/profile.md); {p:<master>} is the hash tag:
  *   cdp:prf:{p:<m>}            hash: total, first_seen, last_seen, revenue,
- *                              merged_into (the tombstone)
- *   cdp:prf:{p:<m>}:traits     hash: trait -> JSON value
+ *                              merged_into (the tombstone), and by prefix
+ *                              t:<trait> -> JSON value
+ *                              n:<event name> -> count
+ *                              c:<channel> -> "<ts>:<len(mid)>:<mid><event>"
+ *                              i:<encoded identifier> -> "1"
+ *                              f:<master id folded into this one> -> "1"
  *   cdp:prf:{p:<m>}:trait_ts   hash: trait -> "<ts>:<message_id>"
- *   cdp:prf:{p:<m>}:counts     hash: event name -> count
- *   cdp:prf:{p:<m>}:channels   hash: channel -> "<ts>:<len(mid)>:<mid><event>"
- *   cdp:prf:{p:<m>}:timeline   zset: member (prf_event.h) scored by event time
- *   cdp:prf:{p:<m>}:ids        set of encoded identifiers
+ *   cdp:prf:{p:<m>}:timeline   zset: member (prf_event.h, starts with the
+ *                              event time) scored by event time
  *   cdp:prf:{p:<m>}:seen       zset: message_id scored by applied-at
- *   cdp:prf:{p:<m>}:folded     set of master ids folded into this one */
+ *
+ * Everything a view shows lives in the main hash and the timeline, so
+ * GetProfile reads two structures: measured, the number of commands per
+ * read is what bounds its rate (docs/profile.md). */
 #ifndef PRF_CODEC_H
 #define PRF_CODEC_H
 
@@ -27,14 +32,9 @@
 
 enum {
     PRF_KEY_MAIN = 0,
-    PRF_KEY_TRAITS,
     PRF_KEY_TRAIT_TS,
-    PRF_KEY_COUNTS,
-    PRF_KEY_CHANNELS,
     PRF_KEY_TIMELINE,
-    PRF_KEY_IDS,
     PRF_KEY_SEEN,
-    PRF_KEY_FOLDED,
     PRF_KEY_COUNT
 };
 
@@ -76,21 +76,49 @@ int prf_args_fold(prf_args *a, const char *loser, int64_t cutoff_ms, size_t time
 /* A profile in the snapshot layout the fold script reads. */
 int prf_args_add_profile(prf_args *a, const prf_profile *p);
 
+/* ----------------------------------------------------------------- reads
+ * A profile is read one command per structure, in key order; pipelined,
+ * that is one write and one round trip. The tombstone script returns the
+ * same replies in the same order, so one loader serves both. */
+
+enum { PRF_READ_ARGC_MAX = 5, PRF_READ_NUM_CHARS = 24 };
+
+typedef struct {
+    const char *argv[PRF_READ_ARGC_MAX];
+    size_t len[PRF_READ_ARGC_MAX];
+    int argc;
+    char stop[PRF_READ_NUM_CHARS];
+} prf_read_cmd;
+
+/* The command that reads structure `key` (PRF_KEY_*): HGETALL for the
+ * hashes, ZREVRANGE 0 <tl_limit - 1> for the timeline (newest first, all
+ * of it when tl_limit is 0; members carry their time, so no scores), ZRANGE
+ * 0 -1 WITHSCORES for seen. argv borrows k's strings. */
+void prf_read_cmd_init(prf_read_cmd *c, const prf_keys *k, int key, size_t tl_limit);
+
+/* 1 for the structures a view needs: the main hash and the timeline. */
+int prf_read_is_view_key(int key);
+
+/* Loads the reply to structure `key`'s read command into p (which
+ * prf_profile_init prepared). Stamps from trait_ts are matched to the
+ * traits of the main hash loaded before; traits read without stamps have
+ * ts PRF_TS_NONE. Returns 0, or -1 when the reply is malformed or memory
+ * ran out. */
+int prf_profile_load(prf_profile *p, int key, const redisReply *r);
+
 /* --------------------------------------------------------------- replies */
 
 typedef enum {
     PRF_REPLY_OK = 0,
     PRF_REPLY_REDIRECT = 1,   /* the profile is a tombstone */
-    PRF_REPLY_MISSING = 2,    /* read: no such profile */
     PRF_REPLY_ALREADY = 3,    /* fold: loser folded before */
 } prf_reply_status;
 
-/* Parses a snapshot reply (tombstone, read). On PRF_REPLY_OK fills *out
- * (initialized by the callee; the caller clears it) including its
- * merged_into; on PRF_REPLY_REDIRECT sets *into (malloc'd). Returns 0, or
- * -1 with err filled when the reply is not of the expected shape. */
-int prf_reply_snapshot(const redisReply *r, prf_reply_status *status, prf_profile *out,
-                       char **into, char *err, size_t errlen);
+/* Parses the tombstone script's reply: {"ok", survivor, one reply per key}.
+ * Fills *out (initialized by the callee; the caller clears it), whose
+ * merged_into is the survivor the loser names. Returns 0, or -1 with err
+ * filled when the reply is not of that shape. */
+int prf_reply_snapshot(const redisReply *r, prf_profile *out, char *err, size_t errlen);
 
 /* Parses the reply of an apply of n_events events. On PRF_REPLY_OK sets
  * *applied and *duplicates. On PRF_REPLY_REDIRECT sets *into (malloc'd),

@@ -2,6 +2,7 @@
 #include "prf_event.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -76,15 +77,29 @@ char *prf_id_encode(const char *type, const char *value)
     return s;
 }
 
-int prf_id_decode(const char *enc, char **type, char **value)
+int prf_id_split(const char *enc, const char **type, size_t *type_len, const char **value)
 {
     char *end;
-    unsigned long long tl = strtoull(enc, &end, 10);
-    if (!isdigit((unsigned char)enc[0]) || *end != ':' || tl > strlen(end + 1))
+    if (!isdigit((unsigned char)enc[0]))
         return -1;
-    const char *t = end + 1;
-    *type = strndup(t, (size_t)tl);
-    *value = strdup(t + tl);
+    errno = 0;
+    unsigned long long tl = strtoull(enc, &end, 10);
+    if (*end != ':' || errno || tl > strlen(end + 1))
+        return -1;
+    *type = end + 1;
+    *type_len = (size_t)tl;
+    *value = end + 1 + tl;
+    return 0;
+}
+
+int prf_id_decode(const char *enc, char **type, char **value)
+{
+    const char *t, *v;
+    size_t tl;
+    if (prf_id_split(enc, &t, &tl, &v) != 0)
+        return -1;
+    *type = strndup(t, tl);
+    *value = strdup(v);
     if (!*type || !*value) {
         free(*type);
         free(*value);
@@ -98,36 +113,90 @@ int prf_id_decode(const char *enc, char **type, char **value)
 char *prf_tl_member_encode(const char *message_id, int type, const char *event,
                            const char *channel, int64_t ts)
 {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:I}", "c", channel, "e", event, "m", message_id,
-                          "t", type, "ts", (json_int_t)ts);
-    if (!o)
+    size_t ml = strlen(message_id), cl = strlen(channel), el = strlen(event);
+    int hl = snprintf(NULL, 0, "%" PRId64 ":%d:%zu:", ts, type, ml);
+    int cll = snprintf(NULL, 0, "%zu:", cl);
+    size_t n = (size_t)hl + ml + (size_t)cll + cl + el + 1;
+    char *s = malloc(n);
+    if (!s)
         return NULL;
-    char *s = json_dumps(o, PRF_JSON_FLAGS);
-    json_decref(o);
+    char *p = s + snprintf(s, n, "%" PRId64 ":%d:%zu:", ts, type, ml);
+    memcpy(p, message_id, ml);
+    p += ml;
+    p += snprintf(p, n - (size_t)(p - s), "%zu:", cl);
+    memcpy(p, channel, cl);
+    memcpy(p + cl, event, el + 1);
     return s;
+}
+
+/* Reads "<decimal>:" at *s into *v and moves past it. Returns 0 or -1. */
+static int prf__prefix(const char **s, unsigned long long *v)
+{
+    char *end;
+    if (!isdigit((unsigned char)**s))
+        return -1;
+    errno = 0;
+    *v = strtoull(*s, &end, 10);
+    if (*end != ':' || errno)
+        return -1;
+    *s = end + 1;
+    return 0;
+}
+
+/* Reads the leading "<ts>:" (ts may be negative) and moves past it. */
+static int prf__ts_prefix(const char **s, int64_t *ts)
+{
+    const char *p = *s;
+    int neg = *p == '-';
+    unsigned long long v;
+    p += neg;
+    if (prf__prefix(&p, &v) || v > (unsigned long long)INT64_MAX)
+        return -1;
+    *ts = neg ? -(int64_t)v : (int64_t)v;
+    *s = p;
+    return 0;
+}
+
+int prf_tl_member_ts(const char *member, int64_t *ts)
+{
+    return prf__ts_prefix(&member, ts);
+}
+
+int prf_tl_member_parse(const char *member, prf_tl_parts *out)
+{
+    const char *p = member;
+    unsigned long long type, ml, cl;
+    if (prf__ts_prefix(&p, &out->ts) || prf__prefix(&p, &type) || type > INT32_MAX ||
+        prf__prefix(&p, &ml) || ml > strlen(p))
+        return -1;
+    out->type = (int)type;
+    out->message_id = p;
+    out->message_id_len = (size_t)ml;
+    p += ml;
+    if (prf__prefix(&p, &cl) || cl > strlen(p))
+        return -1;
+    out->channel = p;
+    out->channel_len = (size_t)cl;
+    out->event = p + cl;
+    return 0;
 }
 
 int prf_tl_member_decode(const char *member, prf_tl_decoded *out)
 {
     memset(out, 0, sizeof(*out));
-    json_t *o = json_loads(member, 0, NULL);
-    const char *c, *e, *m;
-    int t;
-    json_int_t ts;
-    int rc = -1;
-    if (o && json_unpack(o, "{s:s,s:s,s:s,s:i,s:I}", "c", &c, "e", &e, "m", &m, "t", &t,
-                         "ts", &ts) == 0) {
-        out->channel = strdup(c);
-        out->event = strdup(e);
-        out->message_id = strdup(m);
-        out->type = t;
-        out->ts = ts;
-        rc = (out->channel && out->event && out->message_id) ? 0 : -1;
-        if (rc)
-            prf_tl_decoded_free(out);
+    prf_tl_parts t;
+    if (prf_tl_member_parse(member, &t) != 0)
+        return -1;
+    out->ts = t.ts;
+    out->type = t.type;
+    out->message_id = strndup(t.message_id, t.message_id_len);
+    out->channel = strndup(t.channel, t.channel_len);
+    out->event = strdup(t.event);
+    if (!out->message_id || !out->channel || !out->event) {
+        prf_tl_decoded_free(out);
+        return -1;
     }
-    json_decref(o);
-    return rc;
+    return 0;
 }
 
 void prf_tl_decoded_free(prf_tl_decoded *d)

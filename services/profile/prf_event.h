@@ -58,24 +58,46 @@ const char *prf_type_name(Cdp__V1__EventType type);
 /* Identifier encoding in the ids set: "<len(type)>:<type><value>", which
  * round-trips any type and value. Returns a malloc'd string or NULL. */
 char *prf_id_encode(const char *type, const char *value);
-/* Splits an encoded id into malloc'd *type and *value. Returns 0 or -1
- * (malformed, or out of memory). */
+/* Splits an encoded id without allocating: the type is the *type_len bytes
+ * at *type, the value the rest from *value. Returns 0 or -1 (malformed). */
+int prf_id_split(const char *enc, const char **type, size_t *type_len, const char **value);
+/* The same into malloc'd *type and *value. Returns 0 or -1 (malformed, or
+ * out of memory). */
 int prf_id_decode(const char *enc, char **type, char **value);
 
-/* The timeline member of an event: compact JSON with sorted keys
- * {"c":channel,"e":event,"m":message_id,"t":type,"ts":ms}. malloc'd. */
+/* The timeline member of an event:
+ * "<ts>:<type>:<len(mid)>:<mid><len(channel)>:<channel><event>", e.g.
+ * "1700000000123:1:3:m-17:webOrder Completed". Unique per message id; it
+ * carries its own event time (its sorted-set score repeats it, for the
+ * order), so a page of them is read without WITHSCORES and decoded without
+ * a JSON parser. malloc'd, NULL when out of memory. */
 char *prf_tl_member_encode(const char *message_id, int type, const char *event,
                            const char *channel, int64_t ts);
 
-/* Decodes a timeline member. Strings are malloc'd. Returns 0 or -1. */
+/* The parts of a timeline member, pointing into it (no allocation). */
 typedef struct {
+    int64_t ts;
+    int type;
+    const char *message_id;
+    size_t message_id_len;
+    const char *channel;
+    size_t channel_len;
+    const char *event;          /* to the end of the member */
+} prf_tl_parts;
+int prf_tl_member_parse(const char *member, prf_tl_parts *out);
+
+/* Decodes a timeline member; strings are malloc'd. Returns 0 or -1
+ * (malformed, or out of memory). */
+typedef struct {
+    int64_t ts;
     char *message_id;
     int type;
     char *event;
     char *channel;
-    int64_t ts;
 } prf_tl_decoded;
 int prf_tl_member_decode(const char *member, prf_tl_decoded *out);
+/* Just the event time of a member. Returns 0 or -1 (malformed). */
+int prf_tl_member_ts(const char *member, int64_t *ts);
 void prf_tl_decoded_free(prf_tl_decoded *d);
 
 #endif

@@ -1,20 +1,23 @@
-/* prf_lua: the Lua scripts that apply events, fold merged profiles and read
+/* prf_lua: the Lua scripts that apply events to a profile and fold merged
  * profiles in Redis, one script run per profile (see prf_fold.h for the
- * rules they mirror and docs/profile.md for the key layout).
+ * rules they mirror and prf_codec.h for the key layout).
  *
- * Every script takes the nine keys of one profile (prf_codec.h's prf_keys,
- * all under one hash tag, so one cluster slot) and never touches another
- * profile. Numbers that must stay exact (event times in ms, up to 15
- * digits) are carried as the strings C wrote and only compared through
- * tonumber(), never formatted by Lua, whose tostring keeps 14 digits. */
+ * Every script takes the four keys of one profile (prf_keys, all under one
+ * hash tag, so one cluster slot) and never touches another profile. Numbers
+ * that must stay exact (event times in ms, up to 15 digits) are carried as
+ * the strings C wrote and only compared through tonumber(), never formatted
+ * by Lua, whose tostring keeps 14 digits. */
 #include "prf_lua.h"
 
-/* Helpers every script shares: the stamp order, the state accumulated
- * across one run, the per-structure merge rules, and the snapshot
- * reader/writer. */
+/* Helpers the scripts share: the stamp order, the state accumulated across
+ * one run, the per-structure merge rules, and the snapshot argument reader. */
 #define PRF_LUA_PRELUDE \
-    "-- keys of one profile, all in one hash slot\n" \
-    "local MAIN, TRAITS, TRAIT_TS, COUNTS, CHANNELS, TIMELINE, IDS, SEEN, FOLDED = 1, 2, 3, 4, 5, 6, 7, 8, 9\n" \
+    "-- keys of one profile, all in one hash slot; the main hash holds the\n" \
+    "-- scalars and, by field prefix, traits (t:), counts (n:), channels (c:),\n" \
+    "-- identifiers (i:) and folded master ids (f:)\n" \
+    "local MAIN, TRAIT_TS, TIMELINE, SEEN = 1, 2, 3, 4\n" \
+    "-- arguments per command built with unpack, whose stack is bounded\n" \
+    "local CHUNK = 1000\n" \
     "\n" \
     "-- byte order: Lua's own string compare uses strcoll, which a locale changes\n" \
     "local function bytes_lt(a, b)\n" \
@@ -33,63 +36,118 @@
     "  return bytes_lt(mb, ma)\n" \
     "end\n" \
     "\n" \
-    "-- main-hash scalars and counts are accumulated and written once\n" \
-    "local function load_state()\n" \
-    "  local fl = redis.call('HMGET', KEYS[MAIN], 'first_seen', 'last_seen')\n" \
-    "  return { first = fl[1], last = fl[2], total = 0, revenue = 0, counts = {} }\n" \
-    "end\n" \
-    "\n" \
-    "local function see(st, ts)\n" \
-    "  if ts == '' then return end\n" \
-    "  if not st.first or tonumber(ts) < tonumber(st.first) then st.first = ts end\n" \
-    "  if not st.last or tonumber(ts) > tonumber(st.last) then st.last = ts end\n" \
-    "end\n" \
-    "\n" \
-    "local function put_trait(k, json, ts, mid)\n" \
-    "  local cur = redis.call('HGET', KEYS[TRAIT_TS], k)\n" \
-    "  if cur then\n" \
-    "    local p = string.find(cur, ':', 1, true)\n" \
-    "    if not stamp_gt(ts, mid, string.sub(cur, 1, p - 1), string.sub(cur, p + 1)) then return end\n" \
+    "-- cmd key [fixed...] list..., in chunks that keep groups of `width`\n" \
+    "-- together; returns the replies of all chunks concatenated (for reads)\n" \
+    "local function bulk(cmd, key, fixed, list, width)\n" \
+    "  local out, step = {}, CHUNK - CHUNK % width\n" \
+    "  for i = 1, #list, step do\n" \
+    "    local args = {}\n" \
+    "    for _, a in ipairs(fixed) do args[#args + 1] = a end\n" \
+    "    for j = i, math.min(i + step - 1, #list) do args[#args + 1] = list[j] end\n" \
+    "    local r = redis.call(cmd, key, unpack(args))\n" \
+    "    if type(r) == 'table' then\n" \
+    "      for j = 1, #args - #fixed do out[#out + 1] = r[j] end\n" \
+    "    end\n" \
     "  end\n" \
-    "  redis.call('HSET', KEYS[TRAITS], k, json)\n" \
-    "  redis.call('HSET', KEYS[TRAIT_TS], k, ts .. ':' .. mid)\n" \
+    "  return out\n" \
     "end\n" \
     "\n" \
-    "-- channel value: <ts>:<#mid>:<mid><event>\n" \
-    "local function put_channel(ch, ts, mid, ev)\n" \
-    "  local cur = redis.call('HGET', KEYS[CHANNELS], ch)\n" \
-    "  if cur then\n" \
-    "    local p1 = string.find(cur, ':', 1, true)\n" \
-    "    local p2 = string.find(cur, ':', p1 + 1, true)\n" \
-    "    local ml = tonumber(string.sub(cur, p1 + 1, p2 - 1))\n" \
-    "    if not stamp_gt(ts, mid, string.sub(cur, 1, p1 - 1), string.sub(cur, p2 + 1, p2 + ml)) then return end\n" \
+    "-- \"<ts>:<#mid>:<mid><event>\" -> ts, mid\n" \
+    "local function channel_stamp(v)\n" \
+    "  local p1 = string.find(v, ':', 1, true)\n" \
+    "  local p2 = string.find(v, ':', p1 + 1, true)\n" \
+    "  local ml = tonumber(string.sub(v, p1 + 1, p2 - 1))\n" \
+    "  return string.sub(v, 1, p1 - 1), string.sub(v, p2 + 1, p2 + ml)\n" \
+    "end\n" \
+    "\n" \
+    "local function earlier(a, b) return (not b) or tonumber(a) < tonumber(b) end\n" \
+    "local function later(a, b) return (not b) or tonumber(a) > tonumber(b) end\n" \
+    "\n" \
+    "-- merges s into this profile: reads what the rules need in one HMGET per\n" \
+    "-- hash, decides in Lua, writes once per structure. s holds total, first,\n" \
+    "-- last ('' for none), revenue, traits {k, json, ts, mid}, counts {name, n},\n" \
+    "-- channels {ch, ts, mid, event}, timeline {member, ts}, ids, seen\n" \
+    "-- {mid, at}, folded; names unique within each list.\n" \
+    "local function merge(s, tl_len)\n" \
+    "  local fields = { 'total', 'revenue', 'first_seen', 'last_seen' }\n" \
+    "  for _, c in ipairs(s.counts) do fields[#fields + 1] = 'n:' .. c[1] end\n" \
+    "  for _, c in ipairs(s.channels) do fields[#fields + 1] = 'c:' .. c[1] end\n" \
+    "  local cur = bulk('HMGET', KEYS[MAIN], {}, fields, 1)\n" \
+    "  local w = { 'total', string.format('%d', tonumber(cur[1] or 0) + tonumber(s.total)) }\n" \
+    "  local rev = tonumber(s.revenue)\n" \
+    "  if rev ~= 0 then\n" \
+    "    w[#w + 1] = 'revenue'\n" \
+    "    w[#w + 1] = string.format('%.17g', tonumber(cur[2] or 0) + rev)\n" \
     "  end\n" \
-    "  redis.call('HSET', KEYS[CHANNELS], ch, ts .. ':' .. #mid .. ':' .. mid .. ev)\n" \
-    "end\n" \
-    "\n" \
-    "-- merges snapshot s (the layout of read_snapshot) into this profile\n" \
-    "local function merge_into(st, s)\n" \
-    "  st.total = st.total + tonumber(s.total)\n" \
-    "  st.revenue = st.revenue + tonumber(s.revenue)\n" \
-    "  see(st, s.first)\n" \
-    "  see(st, s.last)\n" \
-    "  for _, t in ipairs(s.traits) do put_trait(t[1], t[2], t[3], t[4]) end\n" \
-    "  for _, c in ipairs(s.counts) do st.counts[c[1]] = (st.counts[c[1]] or 0) + tonumber(c[2]) end\n" \
-    "  for _, c in ipairs(s.channels) do put_channel(c[1], c[2], c[3], c[4]) end\n" \
-    "  for _, e in ipairs(s.timeline) do redis.call('ZADD', KEYS[TIMELINE], 'NX', e[2], e[1]) end\n" \
-    "  for _, id in ipairs(s.ids) do redis.call('SADD', KEYS[IDS], id) end\n" \
-    "  for _, e in ipairs(s.seen) do redis.call('ZADD', KEYS[SEEN], 'GT', e[2], e[1]) end\n" \
-    "  for _, f in ipairs(s.folded) do redis.call('SADD', KEYS[FOLDED], f) end\n" \
-    "end\n" \
-    "\n" \
-    "local function save_state(st, tl_len)\n" \
-    "  redis.call('HINCRBY', KEYS[MAIN], 'total', st.total)\n" \
-    "  if st.revenue ~= 0 then\n" \
-    "    redis.call('HINCRBYFLOAT', KEYS[MAIN], 'revenue', string.format('%.17g', st.revenue))\n" \
+    "  if s.first ~= '' and earlier(s.first, cur[3]) then\n" \
+    "    w[#w + 1] = 'first_seen'\n" \
+    "    w[#w + 1] = s.first\n" \
     "  end\n" \
-    "  if st.first then redis.call('HSET', KEYS[MAIN], 'first_seen', st.first, 'last_seen', st.last) end\n" \
-    "  for name, n in pairs(st.counts) do redis.call('HINCRBY', KEYS[COUNTS], name, n) end\n" \
+    "  if s.last ~= '' and later(s.last, cur[4]) then\n" \
+    "    w[#w + 1] = 'last_seen'\n" \
+    "    w[#w + 1] = s.last\n" \
+    "  end\n" \
+    "  local at = 4\n" \
+    "  for _, c in ipairs(s.counts) do\n" \
+    "    at = at + 1\n" \
+    "    w[#w + 1] = 'n:' .. c[1]\n" \
+    "    w[#w + 1] = string.format('%d', tonumber(cur[at] or 0) + tonumber(c[2]))\n" \
+    "  end\n" \
+    "  for _, c in ipairs(s.channels) do\n" \
+    "    at = at + 1\n" \
+    "    local old = cur[at]\n" \
+    "    local keep = false\n" \
+    "    if old then\n" \
+    "      local ots, omid = channel_stamp(old)\n" \
+    "      keep = not stamp_gt(c[2], c[3], ots, omid)\n" \
+    "    end\n" \
+    "    if not keep then\n" \
+    "      w[#w + 1] = 'c:' .. c[1]\n" \
+    "      w[#w + 1] = c[2] .. ':' .. #c[3] .. ':' .. c[3] .. c[4]\n" \
+    "    end\n" \
+    "  end\n" \
+    "  local wts = {}\n" \
+    "  if #s.traits > 0 then\n" \
+    "    local tkeys = {}\n" \
+    "    for t, tr in ipairs(s.traits) do tkeys[t] = tr[1] end\n" \
+    "    local stamps = bulk('HMGET', KEYS[TRAIT_TS], {}, tkeys, 1)\n" \
+    "    for t, tr in ipairs(s.traits) do\n" \
+    "      local old, win = stamps[t], true\n" \
+    "      if old then\n" \
+    "        local p = string.find(old, ':', 1, true)\n" \
+    "        win = stamp_gt(tr[3], tr[4], string.sub(old, 1, p - 1), string.sub(old, p + 1))\n" \
+    "      end\n" \
+    "      if win then\n" \
+    "        w[#w + 1] = 't:' .. tr[1]\n" \
+    "        w[#w + 1] = tr[2]\n" \
+    "        wts[#wts + 1] = tr[1]\n" \
+    "        wts[#wts + 1] = tr[3] .. ':' .. tr[4]\n" \
+    "      end\n" \
+    "    end\n" \
+    "  end\n" \
+    "  for _, id in ipairs(s.ids) do\n" \
+    "    w[#w + 1] = 'i:' .. id\n" \
+    "    w[#w + 1] = '1'\n" \
+    "  end\n" \
+    "  for _, f in ipairs(s.folded) do\n" \
+    "    w[#w + 1] = 'f:' .. f\n" \
+    "    w[#w + 1] = '1'\n" \
+    "  end\n" \
+    "  bulk('HSET', KEYS[MAIN], {}, w, 2)\n" \
+    "  if #wts > 0 then bulk('HSET', KEYS[TRAIT_TS], {}, wts, 2) end\n" \
+    "  local tl = {}\n" \
+    "  for _, e in ipairs(s.timeline) do\n" \
+    "    tl[#tl + 1] = e[2]\n" \
+    "    tl[#tl + 1] = e[1]\n" \
+    "  end\n" \
+    "  if #tl > 0 then bulk('ZADD', KEYS[TIMELINE], { 'NX' }, tl, 2) end\n" \
     "  redis.call('ZREMRANGEBYRANK', KEYS[TIMELINE], 0, -(tl_len + 1))\n" \
+    "  local sn = {}\n" \
+    "  for _, e in ipairs(s.seen) do\n" \
+    "    sn[#sn + 1] = e[2]\n" \
+    "    sn[#sn + 1] = e[1]\n" \
+    "  end\n" \
+    "  if #sn > 0 then bulk('ZADD', KEYS[SEEN], { 'GT' }, sn, 2) end\n" \
     "end\n" \
     "\n" \
     "-- reads n groups of w args from ARGV[i..]; returns the groups and next i\n" \
@@ -110,36 +168,6 @@
     "  local out = {}\n" \
     "  for g, r in ipairs(rows) do out[g] = r[1] end\n" \
     "  return out, ni\n" \
-    "end\n" \
-    "\n" \
-    "-- the snapshot layout in ARGV (prf_codec.c writes it)\n" \
-    "local function parse_snapshot(i)\n" \
-    "  local s = { total = ARGV[i], first = ARGV[i + 1], last = ARGV[i + 2], revenue = ARGV[i + 3] }\n" \
-    "  i = i + 4\n" \
-    "  s.traits, i = groups(i, 4)\n" \
-    "  s.counts, i = groups(i, 2)\n" \
-    "  s.channels, i = groups(i, 4)\n" \
-    "  s.timeline, i = groups(i, 2)\n" \
-    "  s.ids, i = singles(i)\n" \
-    "  s.seen, i = groups(i, 2)\n" \
-    "  s.folded, i = singles(i)\n" \
-    "  return s, i\n" \
-    "end\n" \
-    "\n" \
-    "-- the profile as one reply: status, survivor, then each structure\n" \
-    "local function read_snapshot(status, into, tl_stop, with_seen)\n" \
-    "  local seen = {}\n" \
-    "  if with_seen then seen = redis.call('ZRANGE', KEYS[SEEN], 0, -1, 'WITHSCORES') end\n" \
-    "  return { status, into or '',\n" \
-    "    redis.call('HGETALL', KEYS[MAIN]),\n" \
-    "    redis.call('HGETALL', KEYS[TRAITS]),\n" \
-    "    redis.call('HGETALL', KEYS[TRAIT_TS]),\n" \
-    "    redis.call('HGETALL', KEYS[COUNTS]),\n" \
-    "    redis.call('HGETALL', KEYS[CHANNELS]),\n" \
-    "    redis.call('ZREVRANGE', KEYS[TIMELINE], 0, tl_stop, 'WITHSCORES'),\n" \
-    "    redis.call('SMEMBERS', KEYS[IDS]),\n" \
-    "    seen,\n" \
-    "    redis.call('SMEMBERS', KEYS[FOLDED]) }\n" \
     "end\n"
 
 /* ApplyEvents, one profile's share of a batch. */
@@ -148,66 +176,106 @@ const char prf_lua_apply[] = PRF_LUA_PRELUDE
     "-- mid, ts, count name, channel, timeline member, revenue ('' = none),\n"
     "-- n traits, (key, json)*, n ids, id*\n"
     "local now, cutoff, tl_len, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local evs, mids, i = {}, {}, 5\n"
+    "for e = 1, n do\n"
+    "  local ev = { mid = ARGV[i], ts = ARGV[i + 1], name = ARGV[i + 2], ch = ARGV[i + 3],\n"
+    "    member = ARGV[i + 4], rev = ARGV[i + 5] }\n"
+    "  ev.kv, i = groups(i + 6, 2)\n"
+    "  ev.ids, i = singles(i)\n"
+    "  evs[e] = ev\n"
+    "  mids[e] = ev.mid\n"
+    "end\n"
     "local into = redis.call('HGET', KEYS[MAIN], 'merged_into')\n"
     "if into then\n"
     "  -- a tombstone is frozen until folded: what it has seen is a duplicate\n"
     "  -- (the fold hands it over), the rest goes on to the survivor\n"
-    "  local dup, i = {}, 5\n"
-    "  for e = 1, n do\n"
-    "    local sc = redis.call('ZSCORE', KEYS[SEEN], ARGV[i])\n"
-    "    dup[e] = (sc and tonumber(sc) >= tonumber(cutoff)) and 1 or 0\n"
-    "    local _\n"
-    "    _, i = groups(i + 6, 2)\n"
-    "    _, i = singles(i)\n"
-    "  end\n"
+    "  local sc, dup = bulk('ZMSCORE', KEYS[SEEN], {}, mids, 1), {}\n"
+    "  for e = 1, n do dup[e] = (sc[e] and tonumber(sc[e]) >= tonumber(cutoff)) and 1 or 0 end\n"
     "  return { 'redirect', into, dup }\n"
     "end\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[SEEN], '-inf', '(' .. cutoff)\n"
-    "local st = load_state()\n"
-    "local applied, dups, i = 0, 0, 5\n"
-    "for _ = 1, n do\n"
-    "  local mid, ts, name, ch, member, rev = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]\n"
-    "  local kv, ids\n"
-    "  kv, i = groups(i + 6, 2)\n"
-    "  ids, i = singles(i)\n"
-    "  if redis.call('ZSCORE', KEYS[SEEN], mid) then\n"
+    "local sc = bulk('ZMSCORE', KEYS[SEEN], {}, mids, 1)\n"
+    "-- the fresh events, folded into one delta (the rules are order-free)\n"
+    "local d = { total = 0, revenue = 0, first = '', last = '', traits = {}, counts = {},\n"
+    "  channels = {}, timeline = {}, ids = {}, seen = {}, folded = {} }\n"
+    "local taken, tix, nix, cix, dups = {}, {}, {}, {}, 0\n"
+    "for e, ev in ipairs(evs) do\n"
+    "  if sc[e] or taken[ev.mid] then\n"
     "    dups = dups + 1\n"
     "  else\n"
-    "    local s = { total = 1, first = ts, last = ts, revenue = (rev == '' and 0 or rev),\n"
-    "      traits = {}, counts = { { name, 1 } }, channels = {}, timeline = { { member, ts } },\n"
-    "      ids = ids, seen = { { mid, now } }, folded = {} }\n"
-    "    for t, p in ipairs(kv) do s.traits[t] = { p[1], p[2], ts, mid } end\n"
-    "    if ch ~= '' then s.channels[1] = { ch, ts, mid, name } end\n"
-    "    merge_into(st, s)\n"
-    "    applied = applied + 1\n"
+    "    taken[ev.mid] = true\n"
+    "    d.total = d.total + 1\n"
+    "    if ev.rev ~= '' then d.revenue = d.revenue + tonumber(ev.rev) end\n"
+    "    if d.first == '' or tonumber(ev.ts) < tonumber(d.first) then d.first = ev.ts end\n"
+    "    if d.last == '' or tonumber(ev.ts) > tonumber(d.last) then d.last = ev.ts end\n"
+    "    if nix[ev.name] then\n"
+    "      d.counts[nix[ev.name]][2] = d.counts[nix[ev.name]][2] + 1\n"
+    "    else\n"
+    "      d.counts[#d.counts + 1] = { ev.name, 1 }\n"
+    "      nix[ev.name] = #d.counts\n"
+    "    end\n"
+    "    if ev.ch ~= '' then\n"
+    "      local c = cix[ev.ch] and d.channels[cix[ev.ch]]\n"
+    "      if not c then\n"
+    "        d.channels[#d.channels + 1] = { ev.ch, ev.ts, ev.mid, ev.name }\n"
+    "        cix[ev.ch] = #d.channels\n"
+    "      elseif stamp_gt(ev.ts, ev.mid, c[2], c[3]) then\n"
+    "        d.channels[cix[ev.ch]] = { ev.ch, ev.ts, ev.mid, ev.name }\n"
+    "      end\n"
+    "    end\n"
+    "    for _, p in ipairs(ev.kv) do\n"
+    "      local t = tix[p[1]] and d.traits[tix[p[1]]]\n"
+    "      if not t then\n"
+    "        d.traits[#d.traits + 1] = { p[1], p[2], ev.ts, ev.mid }\n"
+    "        tix[p[1]] = #d.traits\n"
+    "      elseif stamp_gt(ev.ts, ev.mid, t[3], t[4]) then\n"
+    "        d.traits[tix[p[1]]] = { p[1], p[2], ev.ts, ev.mid }\n"
+    "      end\n"
+    "    end\n"
+    "    d.timeline[#d.timeline + 1] = { ev.member, ev.ts }\n"
+    "    for _, id in ipairs(ev.ids) do d.ids[#d.ids + 1] = id end\n"
+    "    d.seen[#d.seen + 1] = { ev.mid, now }\n"
     "  end\n"
     "end\n"
-    "save_state(st, tl_len)\n"
-    "return { 'ok', applied, dups }\n";
+    "merge(d, tl_len)\n"
+    "return { 'ok', d.total, dups }\n";
 
 /* Merge step 1, on the loser. */
 const char prf_lua_tombstone[] = PRF_LUA_PRELUDE
     "-- merge step 1, on the loser: ARGV = survivor. Marks the tombstone unless\n"
-    "-- one exists and returns the full snapshot with the survivor it names.\n"
+    "-- one exists, and returns the survivor it names and every structure, in\n"
+    "-- key order (prf_profile_load reads them).\n"
     "local into = redis.call('HGET', KEYS[MAIN], 'merged_into')\n"
     "if not into then\n"
     "  into = ARGV[1]\n"
     "  redis.call('HSET', KEYS[MAIN], 'merged_into', into)\n"
     "end\n"
-    "return read_snapshot('ok', into, -1, true)\n";
+    "return { 'ok', into,\n"
+    "  redis.call('HGETALL', KEYS[MAIN]),\n"
+    "  redis.call('HGETALL', KEYS[TRAIT_TS]),\n"
+    "  redis.call('ZRANGE', KEYS[TIMELINE], 0, -1),\n"
+    "  redis.call('ZRANGE', KEYS[SEEN], 0, -1, 'WITHSCORES') }\n";
 
 /* Merge step 2, on the survivor. */
 const char prf_lua_fold[] = PRF_LUA_PRELUDE
     "-- merge step 2, on the survivor: ARGV = loser, seen cutoff, timeline\n"
-    "-- length, then the loser's snapshot. Exactly once per loser: the folded set\n"
-    "-- is checked and extended in the same script as the merge.\n"
+    "-- length, then the loser's snapshot. Exactly once per loser: the folded\n"
+    "-- fields are checked and extended in the same script as the merge.\n"
     "local into = redis.call('HGET', KEYS[MAIN], 'merged_into')\n"
     "if into then return { 'redirect', into } end\n"
-    "if redis.call('SISMEMBER', KEYS[FOLDED], ARGV[1]) == 1 then return { 'already' } end\n"
-    "local st = load_state()\n"
-    "merge_into(st, (parse_snapshot(4)))\n"
-    "redis.call('SADD', KEYS[FOLDED], ARGV[1])\n"
-    "save_state(st, tonumber(ARGV[3]))\n"
+    "if redis.call('HEXISTS', KEYS[MAIN], 'f:' .. ARGV[1]) == 1 then return { 'already' } end\n"
+    "local i = 4\n"
+    "local s = { total = ARGV[i], first = ARGV[i + 1], last = ARGV[i + 2], revenue = ARGV[i + 3] }\n"
+    "i = i + 4\n"
+    "s.traits, i = groups(i, 4)\n"
+    "s.counts, i = groups(i, 2)\n"
+    "s.channels, i = groups(i, 4)\n"
+    "s.timeline, i = groups(i, 2)\n"
+    "s.ids, i = singles(i)\n"
+    "s.seen, i = groups(i, 2)\n"
+    "s.folded, i = singles(i)\n"
+    "s.folded[#s.folded + 1] = ARGV[1]\n"
+    "merge(s, tonumber(ARGV[3]))\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[SEEN], '-inf', '(' .. ARGV[2])\n"
     "return { 'folded' }\n";
 
@@ -216,15 +284,6 @@ const char prf_lua_strip[] = PRF_LUA_PRELUDE
     "-- merge step 3, on the loser: drops its data, keeps the tombstone.\n"
     "local into = redis.call('HGET', KEYS[MAIN], 'merged_into')\n"
     "if not into then return 0 end\n"
-    "for k = TRAITS, FOLDED do redis.call('DEL', KEYS[k]) end\n"
-    "redis.call('DEL', KEYS[MAIN])\n"
+    "for k = MAIN, SEEN do redis.call('DEL', KEYS[k]) end\n"
     "redis.call('HSET', KEYS[MAIN], 'merged_into', into)\n"
     "return 1\n";
-
-/* GetProfile's read (read-only). */
-const char prf_lua_read[] = PRF_LUA_PRELUDE
-    "-- GetProfile: ARGV = last timeline index (-1: all), with seen (0/1).\n"
-    "local into = redis.call('HGET', KEYS[MAIN], 'merged_into')\n"
-    "if into then return { 'redirect', into } end\n"
-    "if redis.call('EXISTS', KEYS[MAIN]) == 0 then return { 'missing' } end\n"
-    "return read_snapshot('ok', nil, tonumber(ARGV[1]), ARGV[2] == '1')\n";

@@ -11,19 +11,18 @@
  *                 or, on a tombstone, {"redirect", survivor, flags} where
  *                 flags[i] is 1 when event i is in the tombstone's seen
  *                 record (a duplicate) and 0 when it goes to the survivor.
- * tombstone ARGV: survivor. Reply: a snapshot (status "ok", the survivor
- *                 the loser names, its full data with the seen record).
+ * tombstone ARGV: survivor. Reply {"ok", survivor the loser names, then
+ *                 one reply per key in key order} (prf_reply_snapshot).
  * fold      ARGV: loser, seen_cutoff_ms, timeline_len, snapshot
  *                 (prf_args_add_profile). Reply {"folded"}, {"already"} or
  *                 {"redirect", survivor}.
  * strip     ARGV: none. Reply 1 (data dropped) or 0 (not a tombstone).
- * read      ARGV: last timeline index (-1 for all), "1" to include seen.
- *                 Reply: a snapshot with status "ok", or {"redirect",
- *                 survivor}, or {"missing"}. */
+ *
+ * Reads (GetProfile) use plain pipelined commands, not a script
+ * (prf_read_cmd_init). */
 extern const char prf_lua_apply[];
 extern const char prf_lua_tombstone[];
 extern const char prf_lua_fold[];
 extern const char prf_lua_strip[];
-extern const char prf_lua_read[];
 
 #endif

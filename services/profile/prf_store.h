@@ -17,7 +17,6 @@ typedef struct {
     cdp_redis_script *tombstone;
     cdp_redis_script *fold;
     cdp_redis_script *strip;
-    cdp_redis_script *read;
 } prf_store;
 
 /* Registers the scripts on r (before cdp_redis_start). Returns 0 or -1. */
@@ -28,6 +27,14 @@ int prf_store_init(prf_store *s, cdp_redis *r);
  * keys cannot be allocated, with err "out of memory"). */
 void prf_store_eval(prf_store *s, cdp_redis_script *script, const char *master,
                     const prf_args *args, cdp_redis_cb cb, void *ud);
+
+/* Issues the read commands of the structures GetProfile needs
+ * (prf_read_is_view_key), back to back so they leave in one write (one
+ * round trip; all keys share a slot, so one node). The reply to structure
+ * `key` comes to cb with ud[key]. Returns the number of commands issued
+ * (each calls cb exactly once), or -1 when out of memory (none issued). */
+int prf_store_read_view(prf_store *s, const char *master, size_t timeline_limit,
+                        cdp_redis_cb cb, void *const ud[PRF_KEY_COUNT]);
 
 /* Classifies a script's outcome: GRPC_STATUS_OK when reply is a non-error
  * reply; UNAVAILABLE ("redis unavailable: ...") when Redis could not be

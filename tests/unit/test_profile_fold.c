@@ -23,6 +23,7 @@
 #include "prf_event.h"
 #include "prf_fold.h"
 #include "prf_lua.h"
+#include "prf_view.h"
 
 enum { T_TL_LEN = 5, T_NOW = 1700000000000, T_WINDOW = 604800000 };
 #define T_REVENUE_EPS 1e-6
@@ -543,6 +544,7 @@ static void test_event_track(void **state)
     assert_string_equal(tl.message_id, "m-1");
     assert_int_equal(tl.type, CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK);
     assert_string_equal(tl.channel, "web");
+    assert_string_equal(tl.event, "Order Completed");
     assert_int_equal(tl.ts, INT64_C(1700000000123));
     prf_tl_decoded_free(&tl);
     prf_event_free(&e);
@@ -719,6 +721,74 @@ static void test_encodings(void **state)
     prf_keys_free(&k);
 }
 
+/* ================================================================ view */
+
+static void test_view_build(void **state)
+{
+    (void)state;
+    t_event ev[4];
+    prf_profile a, b;
+    t_two_profiles(&a, &b, ev);
+    assert_int_equal(prf_profile_merge(&a, &b, T_TL_LEN), PRF_OK);
+    assert_int_equal(prf_profile_add_folded(&a, "zz"), PRF_OK);
+    assert_int_equal(prf_profile_add_folded(&a, "B"), PRF_OK);
+    Cdp__V1__ProfileView *v = prf_view_build(&a, "A", 3);
+    assert_non_null(v);
+    assert_string_equal(v->master_id, "A");
+    assert_int_equal(v->total_events, 4);
+    assert_true(fabs(v->revenue - 42.25) < T_REVENUE_EPS);
+    assert_int_equal(v->first_seen->seconds, 0);
+    assert_int_equal(v->first_seen->nanos, 500000000);
+    assert_int_equal(v->last_seen->seconds, 5);
+    /* identifiers decoded and sorted by encoding (type length first) */
+    assert_int_equal(v->n_identifiers, 2);
+    assert_string_equal(v->identifiers[0]->type, "email");
+    assert_string_equal(v->identifiers[0]->value, "x@y");
+    assert_string_equal(v->identifiers[1]->type, "user_id");
+    /* counts by name; channels newest first */
+    assert_int_equal(v->n_event_counts, 2);
+    assert_string_equal(v->event_counts[0]->key, "Order Completed");
+    assert_int_equal(v->event_counts[0]->value, 2);
+    assert_int_equal(v->n_channels, 2);
+    assert_string_equal(v->channels[0]->channel, "sms");
+    assert_string_equal(v->channels[1]->channel, "web");
+    assert_string_equal(v->channels[1]->last_event, "identify");
+    /* the 3 newest events, newest first */
+    assert_int_equal(v->n_timeline, 3);
+    assert_string_equal(v->timeline[0]->message_id, "a2");
+    assert_string_equal(v->timeline[1]->message_id, "b1");
+    assert_string_equal(v->timeline[2]->message_id, "a1");
+    assert_string_equal(v->timeline[0]->channel, "sms");
+    assert_int_equal(v->timeline[1]->timestamp->seconds, 3);
+    /* traits as a Struct */
+    assert_non_null(v->traits);
+    assert_int_equal(v->traits->n_fields, 2);
+    int seen_plan = 0;
+    for (size_t i = 0; i < v->traits->n_fields; i++)
+        if (strcmp(v->traits->fields[i]->key, "plan") == 0) {
+            seen_plan = 1;
+            assert_string_equal(v->traits->fields[i]->value->string_value, "pro");
+        }
+    assert_true(seen_plan);
+    assert_int_equal(v->n_merged_ids, 2);
+    assert_string_equal(v->merged_ids[0], "B");
+    /* it packs (what GetProfile sends) */
+    size_t n = cdp__v1__profile_view__get_packed_size(v);
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    assert_int_equal(cdp__v1__profile_view__pack(v, buf), n);
+    Cdp__V1__ProfileView *back = cdp__v1__profile_view__unpack(NULL, n, buf);
+    assert_non_null(back);
+    assert_int_equal(back->n_timeline, 3);
+    cdp__v1__profile_view__free_unpacked(back, NULL);
+    free(buf);
+    prf_view_free(v);
+    prf_profile_clear(&a);
+    prf_profile_clear(&b);
+    for (int i = 0; i < 4; i++)
+        t_event_free(&ev[i]);
+}
+
 /* ================================================ Lua agreement (Redis) */
 
 enum { T_REDIS_DB = 15 };
@@ -792,21 +862,37 @@ static redisReply *t_eval(const char *script, const char *master, const prf_args
     return r;
 }
 
-/* Reads a whole profile (timeline and seen included) through the read
- * script. Returns the status; *into is set on a redirect. */
-static prf_reply_status t_read(const char *master, prf_profile *out, char **into)
+typedef enum { T_LIVE, T_TOMBSTONE, T_MISSING } t_read_status;
+
+/* Reads a whole profile (trait stamps, timeline and seen included) with the
+ * service's read commands, pipelined, and its loader. */
+static t_read_status t_read(const char *master, prf_profile *out, char **into)
 {
-    prf_args a;
-    prf_args_init(&a);
-    prf_args_add(&a, "-1");
-    prf_args_add(&a, "1");
-    redisReply *r = t_eval(prf_lua_read, master, &a);
-    prf_reply_status st;
-    char err[128];
-    assert_int_equal(prf_reply_snapshot(r, &st, out, into, err, sizeof(err)), 0);
-    freeReplyObject(r);
-    prf_args_free(&a);
-    return st;
+    prf_keys k;
+    assert_int_equal(prf_keys_init(&k, master), PRF_OK);
+    for (int key = 0; key < PRF_KEY_COUNT; key++) {
+        prf_read_cmd c;
+        prf_read_cmd_init(&c, &k, key, 0);
+        assert_int_equal(redisAppendCommandArgv(t_redis, c.argc, c.argv, c.len), REDIS_OK);
+    }
+    prf_profile_init(out);
+    int exists = 0;
+    for (int key = 0; key < PRF_KEY_COUNT; key++) {
+        redisReply *r;
+        assert_int_equal(redisGetReply(t_redis, (void **)&r), REDIS_OK);
+        assert_int_equal(prf_profile_load(out, key, r), 0);
+        if (key == PRF_KEY_MAIN)
+            exists = r->elements > 0;
+        freeReplyObject(r);
+    }
+    prf_keys_free(&k);
+    *into = NULL;
+    if (out->merged_into) {
+        *into = strdup(out->merged_into);
+        prf_profile_clear(out);
+        return T_TOMBSTONE;
+    }
+    return exists ? T_LIVE : T_MISSING;
 }
 
 static size_t t_index(const char *const *names, size_t n, const char *name)
@@ -907,7 +993,7 @@ static void test_lua_apply_agrees(void **state)
     t_apply_both(&model, names, 1, "P", batch2, 5, &t_opts);
     prf_profile stored;
     char *into;
-    assert_int_equal(t_read("P", &stored, &into), PRF_REPLY_OK);
+    assert_int_equal(t_read("P", &stored, &into), T_LIVE);
     assert_string_equal(prf_profile_trait(&stored, "plan")->json, "\"\\u00e9\"");
     assert_int_equal(stored.first_seen, -62135596800000);
     assert_int_equal(stored.last_seen, INT64_C(253402300799999));
@@ -919,13 +1005,48 @@ static void test_lua_apply_agrees(void **state)
     later.seen_cutoff_ms = later.now_ms - T_WINDOW;
     t_event *batch3[] = { &ev[0] };
     t_apply_both(&model, names, 1, "P", batch3, 1, &later);
-    assert_int_equal(t_read("P", &stored, &into), PRF_REPLY_OK);
+    assert_int_equal(t_read("P", &stored, &into), T_LIVE);
     assert_int_equal(stored.total, 7);
     t_assert_same(&stored, &model);
     prf_profile_clear(&stored);
     prf_profile_clear(&model);
-    assert_int_equal(t_read("nobody", &stored, &into), PRF_REPLY_MISSING);
+    assert_int_equal(t_read("nobody", &stored, &into), T_MISSING);
+    prf_profile_clear(&stored);
     for (int i = 0; i < 6; i++)
+        t_event_free(&ev[i]);
+}
+
+/* One batch whose events arrive newest first: the older trait value, the
+ * older channel interaction and the order of arrival must not win. */
+static void test_lua_batch_out_of_order(void **state)
+{
+    (void)state;
+    t_need_redis();
+    t_event ev[4];
+    t_event_make(&ev[0], "n1", 3000, "identify", "web");
+    t_event_trait(&ev[0], "plan", "\"new\"");
+    t_event_make(&ev[1], "n0", 1000, "identify", "web");
+    t_event_trait(&ev[1], "plan", "\"old\"");
+    t_event_make(&ev[2], "n2", 3000, "identify", "app");
+    t_event_trait(&ev[2], "tier", "1");
+    t_event_make(&ev[3], "n3", 3000, "identify", "app");   /* tie: n3 > n2 */
+    t_event_trait(&ev[3], "tier", "2");
+    const char *names[] = { "Q" };
+    prf_profile model;
+    prf_profile_init(&model);
+    t_event *batch[] = { &ev[3], &ev[0], &ev[1], &ev[2] };
+    t_apply_both(&model, names, 1, "Q", batch, 4, &t_opts);
+    prf_profile stored;
+    char *into;
+    assert_int_equal(t_read("Q", &stored, &into), T_LIVE);
+    assert_string_equal(prf_profile_trait(&stored, "plan")->json, "\"new\"");
+    assert_string_equal(prf_profile_trait(&stored, "tier")->json, "2");
+    assert_string_equal(prf_profile_channel(&stored, "web")->message_id, "n1");
+    assert_string_equal(prf_profile_channel(&stored, "app")->message_id, "n3");
+    t_assert_same(&stored, &model);
+    prf_profile_clear(&stored);
+    prf_profile_clear(&model);
+    for (int i = 0; i < 4; i++)
         t_event_free(&ev[i]);
 }
 
@@ -956,9 +1077,8 @@ static int t_merge(t_world *w, const char *loser, const char *survivor, int cras
     prf_profile snap;
     prf_reply_status st;
     char *into = NULL, err[128];
-    assert_int_equal(prf_reply_snapshot(r, &st, &snap, &into, err, sizeof(err)), 0);
+    assert_int_equal(prf_reply_snapshot(r, &snap, err, sizeof(err)), 0);
     freeReplyObject(r);
-    assert_int_equal(st, PRF_REPLY_OK);
     prf_profile *ml = t_model(w, loser);
     const char *mi = prf_profile_tombstone(ml, survivor);
     assert_string_equal(snap.merged_into, mi);
@@ -1003,18 +1123,18 @@ static void t_assert_world(t_world *w)
     for (size_t i = 0; i < w->n; i++) {
         prf_profile stored;
         char *into = NULL;
-        prf_reply_status st = t_read(w->names[i], &stored, &into);
+        t_read_status st = t_read(w->names[i], &stored, &into);
         if (w->models[i].merged_into) {
-            assert_int_equal(st, PRF_REPLY_REDIRECT);
+            assert_int_equal(st, T_TOMBSTONE);
             assert_string_equal(into, w->models[i].merged_into);
             free(into);
-        } else if (st == PRF_REPLY_OK) {
+        } else if (st == T_LIVE) {
             t_assert_same(&stored, &w->models[i]);
-            prf_profile_clear(&stored);
         } else {
-            assert_int_equal(st, PRF_REPLY_MISSING);
+            assert_int_equal(st, T_MISSING);
             assert_int_equal(w->models[i].total, 0);
         }
+        prf_profile_clear(&stored);
     }
 }
 
@@ -1053,7 +1173,7 @@ static void test_lua_fold_exactly_once(void **state)
     t_assert_world(&w);
     prf_profile stored;
     char *into;
-    assert_int_equal(t_read("S", &stored, &into), PRF_REPLY_OK);
+    assert_int_equal(t_read("S", &stored, &into), T_LIVE);
     assert_int_equal(stored.total, 5);
     assert_true(prf_profile_has_folded(&stored, "L"));
     prf_profile_clear(&stored);
@@ -1062,7 +1182,7 @@ static void test_lua_fold_exactly_once(void **state)
     assert_int_equal(t_merge(&w, "S", "T", 3, &t_opts), 1);
     assert_int_equal(t_merge(&w, "L", "S", 3, &t_opts), 0);
     t_assert_world(&w);
-    assert_int_equal(t_read("T", &stored, &into), PRF_REPLY_OK);
+    assert_int_equal(t_read("T", &stored, &into), T_LIVE);
     assert_int_equal(stored.total, 5);
     assert_int_equal(stored.n_folded, 2);
     prf_profile_clear(&stored);
@@ -1071,6 +1191,75 @@ static void test_lua_fold_exactly_once(void **state)
     for (int i = 0; i < 4; i++)
         t_event_free(&ev[i]);
     t_event_free(&e5);
+}
+
+/* The same message seen on both sides (applied at different times): the
+ * fold keeps the later applied-at, so the dedup window runs from it. */
+static void test_lua_fold_seen_keeps_latest(void **state)
+{
+    (void)state;
+    t_need_redis();
+    const char *names[] = { "X", "Y" };
+    prf_profile models[2];
+    for (int i = 0; i < 2; i++)
+        prf_profile_init(&models[i]);
+    t_world w = { models, names, 2 };
+    t_event e;
+    t_event_make(&e, "shared", 1000, "page", "web");
+    t_event *one[] = { &e };
+    prf_fold_opts early = t_opts;
+    early.now_ms = T_NOW - 5000;
+    t_apply_both(models, names, 2, "X", one, 1, &early);
+    t_apply_both(models, names, 2, "Y", one, 1, &t_opts);
+    assert_int_equal(t_merge(&w, "X", "Y", 3, &t_opts), 1);
+    t_assert_world(&w);
+    assert_int_equal(prf_profile_seen(&models[1], "shared")->applied_at, T_NOW);
+    for (int i = 0; i < 2; i++)
+        prf_profile_clear(&models[i]);
+    t_event_free(&e);
+}
+
+/* More values than one command takes at once (the scripts send them in
+ * chunks): 1200 events in one apply, each with its own identifier, then
+ * the whole profile folded. */
+enum { T_BIG = 1200 };
+
+static void test_lua_large_batch_and_fold(void **state)
+{
+    (void)state;
+    t_need_redis();
+    const char *names[] = { "BIG", "TO" };
+    prf_profile models[2];
+    for (int i = 0; i < 2; i++)
+        prf_profile_init(&models[i]);
+    t_world w = { models, names, 2 };
+    t_event *ev = calloc(T_BIG, sizeof(*ev));
+    t_event **batch = calloc(T_BIG, sizeof(*batch));
+    assert_non_null(ev);
+    assert_non_null(batch);
+    for (int k = 0; k < T_BIG; k++) {
+        char mid[16], id[32];
+        snprintf(mid, sizeof(mid), "big%04d", k);
+        snprintf(id, sizeof(id), "7:user_idb%04d", k);
+        t_event_make(&ev[k], mid, 1000 + k % 50, k % 2 ? "page" : "identify", k % 3 ? "web" : "");
+        t_event_id(&ev[k], id);
+        if (k % 2 == 0)
+            t_event_trait(&ev[k], k % 4 ? "plan" : "tier", k % 8 ? "\"a\"" : "\"b\"");
+        batch[k] = &ev[k];
+    }
+    t_apply_both(models, names, 2, "BIG", batch, T_BIG, &t_opts);
+    t_apply_both(models, names, 2, "TO", batch, 1, &t_opts);
+    t_assert_world(&w);
+    assert_int_equal(t_merge(&w, "BIG", "TO", 3, &t_opts), 1);
+    t_assert_world(&w);
+    assert_int_equal(models[1].total, T_BIG + 1);
+    assert_int_equal(models[1].n_seen, T_BIG);
+    for (int i = 0; i < 2; i++)
+        prf_profile_clear(&models[i]);
+    for (int k = 0; k < T_BIG; k++)
+        t_event_free(&ev[k]);
+    free(ev);
+    free(batch);
 }
 
 /* ---------------------------------------------- randomized agreement */
@@ -1205,10 +1394,14 @@ int main(void)
         cmocka_unit_test(test_event_message_channel),
         cmocka_unit_test(test_event_validation),
         cmocka_unit_test(test_encodings),
+        cmocka_unit_test(test_view_build),
     };
     const struct CMUnitTest lua[] = {
         cmocka_unit_test(test_lua_apply_agrees),
+        cmocka_unit_test(test_lua_batch_out_of_order),
         cmocka_unit_test(test_lua_fold_exactly_once),
+        cmocka_unit_test(test_lua_fold_seen_keeps_latest),
+        cmocka_unit_test(test_lua_large_batch_and_fold),
         cmocka_unit_test(test_lua_random_agreement),
     };
     int failed = cmocka_run_group_tests_name("profile_fold", pure, NULL, NULL);
