@@ -3,7 +3,10 @@
  * re-resolution, normalization, Lookup/GetIdentities and their statuses,
  * validation messages, blocked values, merges (oldest survives) and their
  * replay for a retried message id, the user_id limit, ResolveBatch (shared
- * identifiers in one batch, an unusable request inside a batch), concurrent
+ * identifiers in one batch, an unusable request inside a batch, identical
+ * events of one batch sharing one resolution and one merge record), the
+ * common-case fast path (a retry whose keys were all re-pointed still reports
+ * its merges; a half-done merge is noticed through ResolveBatch), concurrent
  * resolutions of one new person converging on one master id, recovery from
  * crashes staged in Redis (a half-done merge, a claim without its add), and
  * UNAVAILABLE while Redis is down. Two replicas run, so that concurrent
@@ -12,10 +15,12 @@
  *   itest_identity [<cdp-identity>] [--redis host:port]
  *
  * Without a path it runs the cdp-identity next to itself. Without --redis it
- * starts its own Redis on port 6401; with --redis (e.g. the seed of a Redis
- * Cluster) it uses that one and skips the Redis-down test. The two identity
- * replicas listen on 50182 and 50183 (metrics 9282, 9283). Prints
- * "N passed, M failed"; exits 1 on any failure. */
+ * starts its own Redis on port 6401 (ITEST_IDENTITY_REDIS_PORT overrides);
+ * with --redis (e.g. the seed of a Redis Cluster) it uses that one and skips
+ * the Redis-down and staged-crash tests. The two identity replicas listen on
+ * 50182 and 50183, metrics on 9282 and 9283 (ITEST_IDENTITY_PORTS=a,b,c,d
+ * overrides the four, so that parallel runs on one machine do not collide).
+ * Prints "N passed, M failed"; exits 1 on any failure. */
 #include <arpa/inet.h>
 #include <libgen.h>
 #include <netinet/in.h>
@@ -34,14 +39,12 @@
 #include "cdp/v1/identity.pb-c.h"
 #include "cdp_rpc.h"
 
-#define REDIS_PORT 6401
-#define IDN_ADDR "127.0.0.1:50182"
-#define IDN_METRICS_ADDR "127.0.0.1:9282"
-#define IDN_METRICS_PORT 9282
-/* A second replica, so that concurrent resolutions race across processes. */
-#define IDN2_ADDR "127.0.0.1:50183"
-#define IDN2_METRICS_ADDR "127.0.0.1:9283"
-#define IDN2_METRICS_PORT 9283
+#define DEFAULT_REDIS_PORT 6401
+#define DEFAULT_IDN_PORT 50182
+#define DEFAULT_IDN2_PORT 50183 /* a second replica, so that concurrent */
+#define DEFAULT_IDN_METRICS_PORT 9282 /* resolutions race across processes */
+#define DEFAULT_IDN2_METRICS_PORT 9283
+#define ADDR_LEN 32
 #define CALL_DEADLINE_MS 10000
 #define READY_TIMEOUT_MS 10000
 #define POLL_MS 100
@@ -51,6 +54,10 @@
 #define EVENTS_PER_PERSON 4
 #define MAX_IDS 8
 
+static int REDIS_PORT = DEFAULT_REDIS_PORT;
+static int IDN_METRICS_PORT = DEFAULT_IDN_METRICS_PORT, IDN2_METRICS_PORT = DEFAULT_IDN2_METRICS_PORT;
+static char IDN_ADDR[ADDR_LEN], IDN2_ADDR[ADDR_LEN], IDN_METRICS_ADDR[ADDR_LEN],
+    IDN2_METRICS_ADDR[ADDR_LEN];
 static int passed, failed;
 static uv_loop_t *loop;
 static cdp_rpc_channel *chan, *chan2;
@@ -339,6 +346,8 @@ static void test_validation(void) {
           g.code, g.details);
 }
 
+static int redis_eventually(const char *cmd, const char *key, const char *want);
+
 static void test_merge_and_retry(void) {
     char cookie[64], email[64], msg[64];
     val(cookie, sizeof cookie, "c-merge");
@@ -369,6 +378,12 @@ static void test_merge_and_retry(void) {
               strcmp(m->merges[0]->loser_id, c->master_id) == 0 &&
               strcmp(m->merges[0]->message_id, msg) == 0 && m->merges[0]->merged_at,
           "merge reported with survivor, loser and message id");
+    /* once the loser's keys lead straight to the survivor, the retry is in
+     * the common case: its merge record must still be found */
+    char ekey[160];
+    snprintf(ekey, sizeof ekey, "cdp:idn:{i:email:%s}", email);
+    CHECK(rc == NULL || redis_eventually("GET %s", ekey, a->master_id),
+          "the loser's keys are re-pointed to the survivor");
     Cdp__V1__ResolveResponse *again = resolve(&b, &r);
     free(r.resp);
     CHECK(again && strcmp(again->master_id, a->master_id) == 0 && again->n_merges == 1 &&
@@ -468,6 +483,87 @@ static void test_batch(void) {
     Cdp__V1__ResolveBatchRequest empty = CDP__V1__RESOLVE_BATCH_REQUEST__INIT;
     r = call("ResolveBatch", &empty.base);
     CHECK(r.code == GRPC_STATUS_INVALID_ARGUMENT, "empty batch: INVALID_ARGUMENT");
+}
+
+/* Sends n requests as one ResolveBatch; NULL on failure. */
+static Cdp__V1__ResolveBatchResponse *resolve_batch(req_buf *b, size_t n) {
+    Cdp__V1__ResolveRequest **reqs = calloc(n, sizeof *reqs);
+    for (size_t i = 0; i < n; i++)
+        reqs[i] = &b[i].req;
+    Cdp__V1__ResolveBatchRequest req = CDP__V1__RESOLVE_BATCH_REQUEST__INIT;
+    req.requests = reqs;
+    req.n_requests = n;
+    call_result r = call("ResolveBatch", &req.base);
+    free(reqs);
+    Cdp__V1__ResolveBatchResponse *resp =
+        r.resp ? cdp__v1__resolve_batch_response__unpack(NULL, r.len, r.resp) : NULL;
+    free(r.resp);
+    if (resp != NULL && resp->n_results != n) {
+        cdp__v1__resolve_batch_response__free_unpacked(resp, NULL);
+        return NULL;
+    }
+    return resp;
+}
+
+static double metric(int port, const char *name);
+
+/* Identical events of one batch: one resolution, one creation, and of a
+ * merge only the first event that causes it carries the record; retried,
+ * the batch gives the same answers and the same records. */
+static void test_batch_identical(void) {
+    enum { N = 6 };
+    char anon[64], email[64], cookie[64];
+    val(anon, sizeof anon, "ident-anon");
+    snprintf(email, sizeof email, "ident-%s@example.com", tag);
+    val(cookie, sizeof cookie, "ident-cookie");
+    req_buf pre;
+    call_result r;
+    rb_init(&pre, NULL); /* an older master holding the cookie */
+    rb_add(&pre, "cookie_id", cookie);
+    Cdp__V1__ResolveResponse *old = resolve(&pre, &r);
+    free(r.resp);
+    sleep_ms(5);
+    req_buf b[N];
+    for (int i = 0; i < N; i++) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "ident-%d-%s", i, tag);
+        rb_init(&b[i], msg);
+        b[i].req.message_id = strdup(msg);
+        rb_add(&b[i], "anonymous_id", anon);
+        rb_add(&b[i], "email", email);
+        if (i >= 3) /* events 3..5 also carry the cookie: 3 merges, 4 and 5 see it */
+            rb_add(&b[i], "cookie_id", cookie);
+    }
+    const char *name = "cdp_identity_resolutions_total{path=\"shared\"}";
+    double shared0 = metric(IDN_METRICS_PORT, name);
+    Cdp__V1__ResolveBatchResponse *first = resolve_batch(b, N);
+    double shared1 = metric(IDN_METRICS_PORT, name);
+    Cdp__V1__ResolveBatchResponse *retry = resolve_batch(b, N);
+    int ok = old && first && retry;
+    for (int i = 0; ok && i < 3; i++)
+        ok = strcmp(first->results[i]->master_id, first->results[0]->master_id) == 0 &&
+             first->results[i]->created == (i == 0) && first->results[i]->n_merges == 0;
+    CHECK(ok, "identical new-person events: one master, created once, no merges");
+    ok = ok && first->results[3]->n_merges == 1 &&
+         strcmp(first->results[3]->merges[0]->survivor_id, old->master_id) == 0 &&
+         strcmp(first->results[3]->merges[0]->loser_id, first->results[0]->master_id) == 0;
+    for (int i = 3; ok && i < N; i++)
+        ok = strcmp(first->results[i]->master_id, old->master_id) == 0 &&
+             first->results[i]->n_merges == (i == 3 ? 1u : 0u);
+    CHECK(ok, "only the first of identical merging events records the merge");
+    CHECK(shared1 - shared0 >= 3, "identical events shared a resolution (%.0f)",
+          shared1 - shared0);
+    ok = first && retry;
+    for (int i = 0; ok && i < N; i++)
+        ok = strcmp(retry->results[i]->master_id, old->master_id) == 0 &&
+             !retry->results[i]->created &&
+             retry->results[i]->n_merges == first->results[i]->n_merges;
+    CHECK(ok, "the batch retried: survivor everywhere, the merge record on the same event");
+    for (int i = 0; i < N; i++)
+        free(b[i].req.message_id);
+    cdp__v1__resolve_batch_response__free_unpacked(first, NULL);
+    cdp__v1__resolve_batch_response__free_unpacked(retry, NULL);
+    cdp__v1__resolve_response__free_unpacked(old, NULL);
 }
 
 /* A pipeline-sized batch: BATCH_PERSONS persons, EVENTS_PER_PERSON events
@@ -703,8 +799,42 @@ static void test_interrupted_merge(void) {
     cdp__v1__resolve_response__free_unpacked(m, NULL);
 }
 
-/* A process died between claiming an identifier and adding it to the
- * master's set: the next event carrying it heals the set. */
+/* As test_interrupted_merge, through ResolveBatch's probe: a master whose
+ * keys still name it but that has merged_into set is not answered. */
+static void test_interrupted_merge_batch(void) {
+    char cookie[64], email[64];
+    val(cookie, sizeof cookie, "c-crash-b");
+    snprintf(email, sizeof email, "crash-b-%s@example.com", tag);
+    req_buf b[2];
+    call_result r;
+    rb_init(&b[0], NULL);
+    rb_add(&b[0], "cookie_id", cookie);
+    Cdp__V1__ResolveResponse *a = resolve(&b[0], &r);
+    free(r.resp);
+    sleep_ms(5);
+    rb_init(&b[1], NULL);
+    rb_add(&b[1], "email", email);
+    Cdp__V1__ResolveResponse *c = resolve(&b[1], &r);
+    free(r.resp);
+    if (!a || !c) {
+        CHECK(0, "interrupted merge (batch): setup");
+        return;
+    }
+    redisReply *x = redisCommand(rc, "HSET cdp:idn:{m:%s} merged_into %s merged_at 1700000000000 "
+                                     "merge_msg x", c->master_id, a->master_id);
+    freeReplyObject(x);
+    Cdp__V1__ResolveBatchResponse *resp = resolve_batch(b, 2);
+    CHECK(resp && strcmp(resp->results[0]->master_id, a->master_id) == 0 &&
+              strcmp(resp->results[1]->master_id, a->master_id) == 0,
+          "ResolveBatch follows a half-done merge to the survivor");
+    cdp__v1__resolve_batch_response__free_unpacked(resp, NULL);
+    cdp__v1__resolve_response__free_unpacked(a, NULL);
+    cdp__v1__resolve_response__free_unpacked(c, NULL);
+}
+
+/* A process died between claiming an identifier (claims are written pending,
+ * "<master>~") and adding it to the master's set: the next event carrying it
+ * heals the set and confirms the claim (the key becomes the plain id). */
 static void test_claim_without_add(void) {
     char cookie[64], device[64];
     val(cookie, sizeof cookie, "c-heal");
@@ -719,7 +849,8 @@ static void test_claim_without_add(void) {
         CHECK(0, "claim without add: setup");
         return;
     }
-    redisReply *x = redisCommand(rc, "SET cdp:idn:{i:device_id:%s} %s", device, a->master_id);
+    redisReply *x =
+        redisCommand(rc, "SET cdp:idn:{i:device_id:%s} %s~", device, a->master_id);
     freeReplyObject(x);
     call_result g;
     Cdp__V1__GetIdentitiesResponse *gi = get_identities(a->master_id, &g);
@@ -735,6 +866,13 @@ static void test_claim_without_add(void) {
     CHECK(missing && c && !c->created && strcmp(c->master_id, a->master_id) == 0 && gi &&
               has_identifier(gi->identifiers, gi->n_identifiers, "device_id", device),
           "a claimed identifier missing from its master's set is healed");
+    char key[160];
+    snprintf(key, sizeof key, "cdp:idn:{i:device_id:%s}", device);
+    CHECK(redis_eventually("GET %s", key, a->master_id), "the healed claim is confirmed");
+    call_result lr;
+    char *lm = lookup("device_id", device, &lr);
+    CHECK(lm && strcmp(lm, a->master_id) == 0, "Lookup of a confirmed claim");
+    free(lm);
     cdp__v1__get_identities_response__free_unpacked(gi, NULL);
     cdp__v1__resolve_response__free_unpacked(a, NULL);
     cdp__v1__resolve_response__free_unpacked(c, NULL);
@@ -763,8 +901,28 @@ static void test_redis_down(pid_t *redis) {
     CHECK(back, "Redis back: resolution works again");
 }
 
+/* Ports from ITEST_IDENTITY_REDIS_PORT and ITEST_IDENTITY_PORTS. */
+static void ports_from_env(void) {
+    const char *rp = getenv("ITEST_IDENTITY_REDIS_PORT");
+    if (rp != NULL && atoi(rp) > 0)
+        REDIS_PORT = atoi(rp);
+    int p[4] = {DEFAULT_IDN_PORT, DEFAULT_IDN2_PORT, DEFAULT_IDN_METRICS_PORT,
+                DEFAULT_IDN2_METRICS_PORT};
+    const char *ports = getenv("ITEST_IDENTITY_PORTS");
+    int q[4];
+    if (ports != NULL && sscanf(ports, "%d,%d,%d,%d", &q[0], &q[1], &q[2], &q[3]) == 4)
+        memcpy(p, q, sizeof p);
+    snprintf(IDN_ADDR, sizeof IDN_ADDR, "127.0.0.1:%d", p[0]);
+    snprintf(IDN2_ADDR, sizeof IDN2_ADDR, "127.0.0.1:%d", p[1]);
+    snprintf(IDN_METRICS_ADDR, sizeof IDN_METRICS_ADDR, "127.0.0.1:%d", p[2]);
+    snprintf(IDN2_METRICS_ADDR, sizeof IDN2_METRICS_ADDR, "127.0.0.1:%d", p[3]);
+    IDN_METRICS_PORT = p[2];
+    IDN2_METRICS_PORT = p[3];
+}
+
 int main(int argc, char **argv) {
     char bin[4096], self[4096];
+    ports_from_env();
     const char *redis_addr = NULL;
     snprintf(self, sizeof self, "%s", argv[0]);
     snprintf(bin, sizeof bin, "%s/cdp-identity", dirname(self));
@@ -806,11 +964,13 @@ int main(int argc, char **argv) {
     test_merge_and_retry();
     test_user_id_limit();
     test_batch();
+    test_batch_identical();
     test_big_batch();
     test_concurrency();
     if (redis > 0) {
         rc = redisConnect("127.0.0.1", REDIS_PORT);
         test_interrupted_merge();
+        test_interrupted_merge_batch();
         test_claim_without_add();
         redisFree(rc);
         test_redis_down(&redis);

@@ -4,7 +4,9 @@
  * back-pressure of a full log, UNAVAILABLE while Redis is down, the
  * pipeline's patience while identity/profile are unreachable, and a clean
  * SIGTERM. With the identity and profile binaries given as well, it also
- * checks that the pipeline drains the log through them.
+ * checks that the pipeline drains the log through them, and that four lanes
+ * drain a backlog with merges into exact profile counts, also when every
+ * Redis connection is cut in the middle.
  *
  *   itest_ingest [<cdp-ingestion> [<cdp-identity> <cdp-profile>]]
  *
@@ -12,8 +14,10 @@
  * directory this program lives in (the build directory); identity and
  * profile are used when both are there.
  *
- * Ports: Redis 6421, ingestion 50161 (metrics 9261), identity 50162,
- * profile 50163. Prints "N passed, M failed"; exits 1 on any failure. */
+ * Ports: Redis 6421, ingestion 50161 (metrics 9261), identity 50162 (9262),
+ * profile 50163 (9263); ITEST_REDIS_PORT, ITEST_GRPC_PORT (ingestion; +1,
+ * +2 for identity, profile) and ITEST_METRICS_PORT move them. Prints
+ * "N passed, M failed"; exits 1 on any failure. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -31,11 +35,10 @@
 #include "cdp/v1/ingestion.pb-c.h"
 #include "cdp_rpc.h"
 
-#define REDIS_PORT 6421
-#define ING_ADDR "127.0.0.1:50161"
-#define ING_METRICS_ADDR "127.0.0.1:9261"
-#define IDN_ADDR "127.0.0.1:50162"
-#define PRF_ADDR "127.0.0.1:50163"
+#define DEFAULT_REDIS_PORT 6421
+#define DEFAULT_GRPC_PORT 50161    /* ingestion; identity +1, profile +2 */
+#define DEFAULT_METRICS_PORT 9261  /* likewise */
+#define ADDR_BUFSZ 32
 #define STREAM "cdp:ing:{log:0}:events"
 #define DEAD "cdp:ing:{log:0}:dead"
 #define ATTEMPTS "cdp:ing:{log:0}:attempts"
@@ -46,6 +49,9 @@
 static int passed, failed;
 static uv_loop_t *loop;
 static cdp_rpc_channel *chan;
+static int redis_port;
+static char ing_addr[ADDR_BUFSZ], idn_addr[ADDR_BUFSZ], prf_addr[ADDR_BUFSZ];
+static char ing_metrics[ADDR_BUFSZ], idn_metrics[ADDR_BUFSZ], prf_metrics[ADDR_BUFSZ];
 
 #define CHECK(cond, ...)                                                                    \
     do {                                                                                    \
@@ -60,6 +66,26 @@ static cdp_rpc_channel *chan;
     } while (0)
 
 /* ------------------------------------------------------------------ processes */
+
+static int env_port(const char *name, int def)
+{
+    const char *v = getenv(name);
+    int port = v ? atoi(v) : def;
+    return port > 0 && port < 65534 ? port : def;
+}
+
+static void ports_init(void)
+{
+    redis_port = env_port("ITEST_REDIS_PORT", DEFAULT_REDIS_PORT);
+    int grpc = env_port("ITEST_GRPC_PORT", DEFAULT_GRPC_PORT);
+    int metrics = env_port("ITEST_METRICS_PORT", DEFAULT_METRICS_PORT);
+    snprintf(ing_addr, sizeof ing_addr, "127.0.0.1:%d", grpc);
+    snprintf(idn_addr, sizeof idn_addr, "127.0.0.1:%d", grpc + 1);
+    snprintf(prf_addr, sizeof prf_addr, "127.0.0.1:%d", grpc + 2);
+    snprintf(ing_metrics, sizeof ing_metrics, "127.0.0.1:%d", metrics);
+    snprintf(idn_metrics, sizeof idn_metrics, "127.0.0.1:%d", metrics + 1);
+    snprintf(prf_metrics, sizeof prf_metrics, "127.0.0.1:%d", metrics + 2);
+}
 
 static void sleep_ms(int ms)
 {
@@ -99,12 +125,12 @@ static int stop_process(pid_t pid, int timeout_ms)
 static pid_t start_redis(void)
 {
     char port[16];
-    snprintf(port, sizeof port, "%d", REDIS_PORT);
+    snprintf(port, sizeof port, "%d", redis_port);
     char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
                     "--appendonly", "no", NULL};
     pid_t pid = spawn(argv, NULL);
     for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
-        redisContext *c = redisConnect("127.0.0.1", REDIS_PORT);
+        redisContext *c = redisConnect("127.0.0.1", redis_port);
         int ok = c && !c->err;
         redisFree(c);
         if (ok)
@@ -114,25 +140,49 @@ static pid_t start_redis(void)
     return pid;
 }
 
-static pid_t start_ingestion(const char *bin, const char *extra1, const char *extra2)
+/* The variables every process gets: Redis and the services' addresses. */
+typedef struct {
+    char redis[64], grpc[64], metrics[64], identity[64], profile[64];
+} peer_env;
+
+static void peer_env_init(peer_env *e, const char *addr, const char *metrics)
 {
-    char redis[64];
-    snprintf(redis, sizeof redis, "CDP_REDIS_ADDR=127.0.0.1:%d", REDIS_PORT);
-    char *env[] = {redis, "CDP_GRPC_ADDR=" ING_ADDR, "CDP_METRICS_ADDR=" ING_METRICS_ADDR,
-                   "CDP_IDENTITY_ADDR=" IDN_ADDR, "CDP_PROFILE_ADDR=" PRF_ADDR,
-                   "CDP_PIPELINE_CLAIM_INTERVAL_MS=500", "CDP_PIPELINE_CLAIM_IDLE_MS=1000",
-                   "CDP_PIPELINE_BACKOFF_MAX_MS=500", (char *)extra1, (char *)extra2, NULL};
+    snprintf(e->redis, sizeof e->redis, "CDP_REDIS_ADDR=127.0.0.1:%d", redis_port);
+    snprintf(e->grpc, sizeof e->grpc, "CDP_GRPC_ADDR=%s", addr);
+    snprintf(e->metrics, sizeof e->metrics, "CDP_METRICS_ADDR=%s", metrics);
+    snprintf(e->identity, sizeof e->identity, "CDP_IDENTITY_ADDR=%s", idn_addr);
+    snprintf(e->profile, sizeof e->profile, "CDP_PROFILE_ADDR=%s", prf_addr);
+}
+
+#define MAX_EXTRA_ENV 4
+
+/* Starts ingestion with up to MAX_EXTRA_ENV more variables (NULL-terminated
+ * `extra`, may be NULL). */
+static pid_t start_ingestion_env(const char *bin, const char *const *extra)
+{
+    peer_env e;
+    peer_env_init(&e, ing_addr, ing_metrics);
+    char *env[8 + MAX_EXTRA_ENV + 1] = {e.redis, e.grpc, e.metrics, e.identity, e.profile,
+                                         "CDP_PIPELINE_CLAIM_INTERVAL_MS=500",
+                                         "CDP_PIPELINE_CLAIM_IDLE_MS=1000",
+                                         "CDP_PIPELINE_BACKOFF_MAX_MS=500"};
+    for (size_t i = 0; extra && extra[i] && i < MAX_EXTRA_ENV; i++)
+        env[8 + i] = (char *)extra[i];
     char *argv[] = {(char *)bin, NULL};
     return spawn(argv, env);
 }
 
+static pid_t start_ingestion(const char *bin, const char *extra1, const char *extra2)
+{
+    const char *extra[] = {extra1, extra1 ? extra2 : NULL, NULL};
+    return start_ingestion_env(bin, extra);
+}
+
 static pid_t start_peer(const char *bin, const char *addr, const char *metrics)
 {
-    char redis[64], grpc[64], m[64];
-    snprintf(redis, sizeof redis, "CDP_REDIS_ADDR=127.0.0.1:%d", REDIS_PORT);
-    snprintf(grpc, sizeof grpc, "CDP_GRPC_ADDR=%s", addr);
-    snprintf(m, sizeof m, "CDP_METRICS_ADDR=%s", metrics);
-    char *env[] = {redis, grpc, m, "CDP_IDENTITY_ADDR=" IDN_ADDR, "CDP_PROFILE_ADDR=" PRF_ADDR, NULL};
+    peer_env e;
+    peer_env_init(&e, addr, metrics);
+    char *env[] = {e.redis, e.grpc, e.metrics, e.identity, e.profile, NULL};
     char *argv[] = {(char *)bin, NULL};
     return spawn(argv, env);
 }
@@ -161,14 +211,20 @@ static void on_done(grpc_status_code code, const char *details, const ProtobufCM
     r->done = 1;
 }
 
-static call_result call(const char *method, const ProtobufCMessage *req)
+static call_result call_on(cdp_rpc_channel *ch, const ProtobufCServiceDescriptor *svc,
+                           const char *method, const ProtobufCMessage *req)
 {
     call_result r;
     memset(&r, 0, sizeof r);
-    cdp_rpc_unary(chan, &cdp__v1__ingestion__descriptor, method, req, CALL_DEADLINE_MS, on_done, &r);
+    cdp_rpc_unary(ch, svc, method, req, CALL_DEADLINE_MS, on_done, &r);
     while (!r.done)
         uv_run(loop, UV_RUN_ONCE);
     return r;
+}
+
+static call_result call(const char *method, const ProtobufCMessage *req)
+{
+    return call_on(chan, &cdp__v1__ingestion__descriptor, method, req);
 }
 
 static Cdp__V1__EventResult *track(const Cdp__V1__Event *ev, call_result *out)
@@ -475,7 +531,7 @@ static void test_redis_down(pid_t *redis)
     free(r.resp);
     *redis = start_redis();
     redisFree(rc);
-    rc = redisConnect("127.0.0.1", REDIS_PORT);
+    rc = redisConnect("127.0.0.1", redis_port);
     int ok = 0;
     for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS && !ok; i++) {
         Cdp__V1__EventResult *res = track(&ev, &r);
@@ -630,8 +686,8 @@ static void test_sharded(const char *bin)
 
 static void test_pipeline_drains(const char *idn_bin, const char *prf_bin)
 {
-    pid_t idn = start_peer(idn_bin, IDN_ADDR, "127.0.0.1:9262");
-    pid_t prf = start_peer(prf_bin, PRF_ADDR, "127.0.0.1:9263");
+    pid_t idn = start_peer(idn_bin, idn_addr, idn_metrics);
+    pid_t prf = start_peer(prf_bin, prf_addr, prf_metrics);
     int drained = 0;
     for (int i = 0; i < 150 && !drained; i++) {
         drained = redis_int("XLEN " STREAM) == 0 && pending_count() == 0;
@@ -650,8 +706,8 @@ static void test_pipeline_drains(const char *idn_bin, const char *prf_bin)
  * identity and profile. */
 static void test_sharded_drain(const char *bin, const char *idn_bin, const char *prf_bin)
 {
-    pid_t idn = start_peer(idn_bin, IDN_ADDR, "127.0.0.1:9262");
-    pid_t prf = start_peer(prf_bin, PRF_ADDR, "127.0.0.1:9263");
+    pid_t idn = start_peer(idn_bin, idn_addr, idn_metrics);
+    pid_t prf = start_peer(prf_bin, prf_addr, prf_metrics);
     pid_t ing = start_ingestion(bin, "CDP_INGEST_LOG_SHARDS=4", NULL);
     CHECK(wait_ready() == 0, "ingestion (4 shards, pipeline) ready");
     enum { N = 40 };
@@ -723,17 +779,18 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    ports_init();
     snprintf(run_tag, sizeof run_tag, "it%ld", (long)getpid());
     pid_t redis = start_redis();
-    rc = redisConnect("127.0.0.1", REDIS_PORT);
+    rc = redisConnect("127.0.0.1", redis_port);
     if (!rc || rc->err) {
-        fprintf(stderr, "cannot start redis on %d\n", REDIS_PORT);
+        fprintf(stderr, "cannot start redis on %d\n", redis_port);
         return 1;
     }
     loop = uv_default_loop();
     cdp_rpc_init(loop);
     cdp_rpc_channel_opts co = {.max_attempts = 1};
-    chan = cdp_rpc_channel_new(loop, ING_ADDR, &co);
+    chan = cdp_rpc_channel_new(loop, ing_addr, &co);
 
     pid_t ing = start_ingestion(argv[1], NULL, NULL);
     CHECK(wait_ready() == 0, "ingestion ready");

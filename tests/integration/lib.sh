@@ -119,18 +119,20 @@ itest_fail() {
 
 itest_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# pick_port LO HI: prints a port in [LO, HI] that nothing listens on and this
-# script has not handed out before. Starts at a random offset so that
-# parallel runs rarely race for the same port.
+# pick_port VAR LO HI: sets VAR to a port in [LO, HI] that nothing listens
+# on and this script has not handed out before. Starts at a random offset
+# so that parallel runs rarely race for the same port. Must not run in a
+# subshell ($(...)): the record of handed-out ports lives in this shell.
 pick_port() {
-  local lo=$1 span=$(($2 - $1 + 1)) start i p
+  local -n out=$1
+  local lo=$2 span=$(($3 - $2 + 1)) start i p
   start=$((RANDOM % span))
   for ((i = 0; i < span; i++)); do
     p=$((lo + (start + i) % span))
-    [[ $ITEST_PORTS_TAKEN == *" $p "* ]] && continue
+    [[ " $ITEST_PORTS_TAKEN " == *" $p "* ]] && continue
     if itest_port_free "$p"; then
-      ITEST_PORTS_TAKEN+="$p "
-      echo "$p"
+      ITEST_PORTS_TAKEN+=" $p "
+      out=$p
       return 0
     fi
   done
@@ -144,7 +146,7 @@ pick_port() {
 # persistence). Waits until it answers PING.
 start_redis() {
   local name=$1 mode=${2:-} port dir
-  port=$(pick_port "$ITEST_REDIS_PORT_LO" "$ITEST_REDIS_PORT_HI") ||
+  pick_port port "$ITEST_REDIS_PORT_LO" "$ITEST_REDIS_PORT_HI" ||
     itest_fail "no free redis port in $ITEST_REDIS_PORT_LO..$ITEST_REDIS_PORT_HI"
   dir=$ITEST_TMP/redis-$name
   mkdir -p "$dir"
@@ -208,8 +210,8 @@ svc_define() {
   local inst=$1 bin=$ITEST_BUILD/cdp-$2 gport mport
   shift 2
   [[ -x $bin ]] || itest_fail "$bin is not built"
-  gport=$(pick_port "$ITEST_PORT_LO" "$ITEST_PORT_HI") || itest_fail "no free service port"
-  mport=$(pick_port "$ITEST_PORT_LO" "$ITEST_PORT_HI") || itest_fail "no free service port"
+  pick_port gport "$ITEST_PORT_LO" "$ITEST_PORT_HI" || itest_fail "no free service port"
+  pick_port mport "$ITEST_PORT_LO" "$ITEST_PORT_HI" || itest_fail "no free service port"
   SVC_BIN[$inst]=$bin
   SVC_GRPC[$inst]=127.0.0.1:$gport
   SVC_LOG[$inst]=$ITEST_TMP/$inst.log

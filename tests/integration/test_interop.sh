@@ -21,7 +21,7 @@ fi
 
 start_stack "$redis"
 # A second profile whose identity is a stand-in served by retry.test.js.
-fake_identity_port=$(pick_port "$ITEST_PORT_LO" "$ITEST_PORT_HI") || itest_fail "no free port"
+pick_port fake_identity_port "$ITEST_PORT_LO" "$ITEST_PORT_HI" || itest_fail "no free port"
 start_service profile_fake profile CDP_REDIS_ADDR="$redis" \
   CDP_IDENTITY_ADDR="127.0.0.1:$fake_identity_port"
 wait_healthy identity profile ingestion profile_fake
