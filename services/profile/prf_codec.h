@@ -111,7 +111,7 @@ int prf_profile_load(prf_profile *p, int key, const redisReply *r);
 typedef enum {
     PRF_REPLY_OK = 0,
     PRF_REPLY_REDIRECT = 1,   /* the profile is a tombstone */
-    PRF_REPLY_ALREADY = 3,    /* fold: loser folded before */
+    PRF_REPLY_ALREADY = 2,    /* fold: loser folded before */
 } prf_reply_status;
 
 /* Parses the tombstone script's reply: {"ok", survivor, one reply per key}.

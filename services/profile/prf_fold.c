@@ -399,7 +399,8 @@ static int prf__tl_qsort_cmp(const void *a, const void *b)
 
 void prf_profile_trim_timeline(prf_profile *p, size_t len)
 {
-    qsort(p->timeline, p->n_timeline, sizeof(*p->timeline), prf__tl_qsort_cmp);
+    if (p->n_timeline > 1) /* an empty profile has no array: qsort wants one */
+        qsort(p->timeline, p->n_timeline, sizeof(*p->timeline), prf__tl_qsort_cmp);
     if (p->n_timeline <= len)
         return;
     size_t drop = p->n_timeline - len;

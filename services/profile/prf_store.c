@@ -65,7 +65,13 @@ grpc_status_code prf_store_status(const redisReply *reply, const char *err, char
                                   size_t msglen)
 {
     if (err || !reply) {
-        snprintf(msg, msglen, "redis unavailable: %s", err ? err : "no reply");
+        static const char prefix[] = "redis unavailable";
+        const char *why = err ? err : "no reply";
+        /* the client's own text may already say so */
+        if (strncmp(why, prefix, sizeof(prefix) - 1) == 0)
+            snprintf(msg, msglen, "%s", why);
+        else
+            snprintf(msg, msglen, "%s: %s", prefix, why);
         return GRPC_STATUS_UNAVAILABLE;
     }
     if (reply->type != REDIS_REPLY_ERROR) {

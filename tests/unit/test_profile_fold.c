@@ -34,7 +34,7 @@ static const prf_fold_opts t_opts = { T_TL_LEN, T_NOW, T_NOW - T_WINDOW };
 
 /* An event for the fold, with its own storage. */
 typedef struct {
-    char mid[32];
+    char mid[48];
     char master[8];
     char name[32];
     char channel[16];
@@ -42,7 +42,7 @@ typedef struct {
     char tkey[4][16];
     char tjson[4][32];
     prf_trait_set traits[4];
-    char idbuf[2][32];
+    char idbuf[2][64];
     const char *ids[2];
     prf_delta d;
 } t_event;
@@ -109,16 +109,23 @@ static int t_cmp_seen(const void *a, const void *b)
     return strcmp(((const prf_seen *)a)->message_id, ((const prf_seen *)b)->message_id);
 }
 
+/* qsort, which must not be given the NULL array of an empty list. */
+static void t_sort(void *v, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1)
+        qsort(v, n, size, cmp);
+}
+
 /* Puts every unordered collection in a canonical order. */
 static void t_canon(prf_profile *p)
 {
-    qsort(p->traits, p->n_traits, sizeof(*p->traits), t_cmp_trait);
-    qsort(p->counts, p->n_counts, sizeof(*p->counts), t_cmp_count);
-    qsort(p->channels, p->n_channels, sizeof(*p->channels), t_cmp_channel);
+    t_sort(p->traits, p->n_traits, sizeof(*p->traits), t_cmp_trait);
+    t_sort(p->counts, p->n_counts, sizeof(*p->counts), t_cmp_count);
+    t_sort(p->channels, p->n_channels, sizeof(*p->channels), t_cmp_channel);
     prf_profile_trim_timeline(p, p->n_timeline);
-    qsort(p->ids, p->n_ids, sizeof(*p->ids), t_cmp_str);
-    qsort(p->seen, p->n_seen, sizeof(*p->seen), t_cmp_seen);
-    qsort(p->folded, p->n_folded, sizeof(*p->folded), t_cmp_str);
+    t_sort(p->ids, p->n_ids, sizeof(*p->ids), t_cmp_str);
+    t_sort(p->seen, p->n_seen, sizeof(*p->seen), t_cmp_seen);
+    t_sort(p->folded, p->n_folded, sizeof(*p->folded), t_cmp_str);
 }
 
 static void t_assert_same(prf_profile *a, prf_profile *b)
@@ -300,7 +307,7 @@ static void test_timeline_keeps_latest_by_event_time(void **state)
     t_event ev[8];
     static const int64_t ts[8] = { 50, 10, 80, 20, 70, 30, 60, 40 };
     for (int i = 0; i < 8; i++) {
-        char mid[8];
+        char mid[32];
         snprintf(mid, sizeof(mid), "m%d", i);
         t_event_make(&ev[i], mid, ts[i], "page", "");
         assert_int_equal(prf_profile_apply(&p, &ev[i].d, &t_opts), PRF_APPLIED);
@@ -837,7 +844,7 @@ static redisReply *t_eval(const char *script, const char *master, const prf_args
     size_t *lens = calloc(argc, sizeof(*lens));
     assert_non_null(argv);
     assert_non_null(lens);
-    char nkeys[8];
+    char nkeys[16];
     snprintf(nkeys, sizeof(nkeys), "%d", PRF_KEY_COUNT);
     argv[0] = "EVAL";
     argv[1] = script;
@@ -958,6 +965,8 @@ static void t_apply_both(prf_profile *models, const char *const *names, size_t n
     }
     assert_int_equal(lua_applied, c_applied);
     assert_int_equal(lua_dups, c_dups);
+    /* every event is accounted for once (the pipeline checks this) */
+    assert_int_equal(lua_applied + lua_dups, (long long)n);
     free(target);
     free(cur);
     free(flags);
@@ -1238,7 +1247,7 @@ static void test_lua_large_batch_and_fold(void **state)
     assert_non_null(ev);
     assert_non_null(batch);
     for (int k = 0; k < T_BIG; k++) {
-        char mid[16], id[32];
+        char mid[32], id[48];
         snprintf(mid, sizeof(mid), "big%04d", k);
         snprintf(id, sizeof(id), "7:user_idb%04d", k);
         t_event_make(&ev[k], mid, 1000 + k % 50, k % 2 ? "page" : "identify", k % 3 ? "web" : "");
@@ -1282,7 +1291,7 @@ static void t_random_event(t_event *e, int k)
     static const char *chans[] = { "", "web", "sms", "whatsapp" };
     static const char *tkeys[] = { "plan", "name", "age", "vip" };
     static const char *tvals[] = { "\"a\"", "\"b\"", "3", "true", "null", "{\"x\":[1,2]}" };
-    char mid[16];
+    char mid[32];
     snprintf(mid, sizeof(mid), "m%03d", k);
     t_event_make(e, mid, 1000 * (int64_t)t_rand(20), names[t_rand(4)], chans[t_rand(4)]);
     snprintf(e->master, sizeof(e->master), "P%u", t_rand(T_MASTERS));
@@ -1296,7 +1305,7 @@ static void t_random_event(t_event *e, int k)
         e->d.revenue = (double)t_rand(10000) / 100.0;
     }
     for (unsigned i = t_rand(3); i > 0; i--) {
-        char id[16];
+        char id[48];
         snprintf(id, sizeof(id), "7:user_idu%u", t_rand(6));
         t_event_id(e, id);
     }
