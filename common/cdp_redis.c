@@ -40,6 +40,7 @@
 #include <hiredis/adapters/libuv.h>
 
 #include "cdp_log.h"
+#include "cdp_metrics.h"
 #include "cdp_redis_util.h"
 
 #define REDIS_DEFAULT_CONNECT_TIMEOUT_MS 2000
@@ -241,6 +242,10 @@ static void cmd_finish(redis_cmd *c, redisReply *reply, const char *err)
     pending_remove(c->r, c);
     if (c->kind == CMD_CLUSTER_SLOTS)
         c->r->refreshing = 0;
+    if (err)
+        cdp_metrics_inc("cdp_redis_errors_total", "kind=\"transport\"", 1);
+    else if (reply && reply->type == REDIS_REPLY_ERROR)
+        cdp_metrics_inc("cdp_redis_errors_total", "kind=\"reply\"", 1);
     if (c->cb)
         c->cb(reply, err, c->ud);
 }
