@@ -55,6 +55,19 @@ int idn_master_id_valid(const char *s) {
     return 1;
 }
 
+int idn_ident_value_parse(const char *v, size_t len, char *id, int *pending) {
+    *pending = len == IDN_MASTER_ID_LEN + 1 && v[IDN_MASTER_ID_LEN] == IDN_PENDING_MARK;
+    if (len != IDN_MASTER_ID_LEN + (size_t)*pending)
+        return -1;
+    memcpy(id, v, IDN_MASTER_ID_LEN);
+    id[IDN_MASTER_ID_LEN] = '\0';
+    return idn_master_id_valid(id) ? 0 : -1;
+}
+
+void idn_ident_value_pending(const char *id, char *out) {
+    snprintf(out, IDN_IDENT_VALUE_BUFSZ, "%s%c", id, IDN_PENDING_MARK);
+}
+
 /* ------------------------------------------------------------------- keys */
 
 /* A malloc'd printf result, or NULL on failure. */
@@ -75,16 +88,38 @@ static char *fmt_alloc(const char *fmt, ...) {
     return s;
 }
 
+/* prefix + a [+ sep + b] + suffix, malloc'd (b may be NULL): the keys built
+ * once per identifier and event, without printf. */
+static char *concat(const char *prefix, const char *a, char sep, const char *b,
+                    const char *suffix) {
+    size_t lp = strlen(prefix), la = strlen(a), lb = b ? strlen(b) + 1 : 0, ls = strlen(suffix);
+    char *s = malloc(lp + la + lb + ls + 1);
+    if (s == NULL)
+        return NULL;
+    char *p = s;
+    memcpy(p, prefix, lp);
+    p += lp;
+    memcpy(p, a, la);
+    p += la;
+    if (b != NULL) {
+        *p++ = sep;
+        memcpy(p, b, lb - 1);
+        p += lb - 1;
+    }
+    memcpy(p, suffix, ls + 1);
+    return s;
+}
+
 char *idn_key_ident(const char *type, const char *value) {
-    return fmt_alloc(IDN_KEY_PREFIX "{i:%s:%s}", type, value);
+    return concat(IDN_KEY_PREFIX "{i:", type, ':', value, "}");
 }
 
 char *idn_key_ident_of_member(const char *member) {
-    return fmt_alloc(IDN_KEY_PREFIX "{i:%s}", member);
+    return concat(IDN_KEY_PREFIX "{i:", member, 0, NULL, "}");
 }
 
 char *idn_key_master(const char *id) {
-    return fmt_alloc(IDN_KEY_PREFIX "{m:%s}", id);
+    return concat(IDN_KEY_PREFIX "{m:", id, 0, NULL, "}");
 }
 
 char *idn_key_master_ids(const char *id) {
@@ -99,8 +134,12 @@ char *idn_key_master_evm(const char *id, const char *message_id) {
     return fmt_alloc(IDN_KEY_PREFIX "{m:%s}:evm:%s", id, message_id);
 }
 
+char *idn_field_evm(const char *message_id) {
+    return concat(IDN_F_EVM_PREFIX, message_id, 0, NULL, "");
+}
+
 char *idn_member(const char *type, const char *value) {
-    return fmt_alloc("%s:%s", type, value);
+    return concat("", type, ':', value, "");
 }
 
 long idn_member_split(const char *m, size_t len) {

@@ -19,6 +19,15 @@
 /* Fields of the master hash. */
 #define IDN_F_CREATED "created_ms"
 #define IDN_F_MERGED_INTO "merged_into"
+/* "e:<message id>": this master holds merge records of that message. */
+#define IDN_F_EVM_PREFIX "e:"
+
+/* An identifier key holds a master id, followed by IDN_PENDING_MARK while
+ * the claim is not yet confirmed in that master's set: a plain id promises
+ * that the identifier is in the master's set (or was, when the master was
+ * merged, and so is in its survivor's). */
+#define IDN_PENDING_MARK '~'
+#define IDN_IDENT_VALUE_BUFSZ (IDN_MASTER_ID_LEN + 2)
 
 /* Writes a master id for time `ms` and IDN_MASTER_RANDOM_BYTES random bytes
  * into out (IDN_MASTER_ID_BUFSZ bytes). */
@@ -31,6 +40,15 @@ int idn_master_id_new(int64_t now_ms, char *out);
 /* 1 if s has the shape of a master id, else 0. */
 int idn_master_id_valid(const char *s);
 
+/* Parses the value of an identifier key (len bytes): writes the master id
+ * into id (IDN_MASTER_ID_BUFSZ bytes) and whether it is pending into
+ * *pending. Returns 0, or -1 if v is not a master id, pending or not. */
+int idn_ident_value_parse(const char *v, size_t len, char *id, int *pending);
+
+/* Writes the value of a claim not yet confirmed, id + IDN_PENDING_MARK, into
+ * out (IDN_IDENT_VALUE_BUFSZ bytes). */
+void idn_ident_value_pending(const char *id, char *out);
+
 /* Key builders: each returns a malloc'd NUL-terminated key (the caller
  * frees), or NULL on allocation failure. */
 char *idn_key_ident(const char *type, const char *value);    /* -> master id */
@@ -39,6 +57,7 @@ char *idn_key_master(const char *id);                        /* hash */
 char *idn_key_master_ids(const char *id);                    /* set of members */
 char *idn_key_master_merges(const char *id);                 /* list of records */
 char *idn_key_master_evm(const char *id, const char *message_id); /* per message */
+char *idn_field_evm(const char *message_id); /* "e:<message id>" hash field */
 
 /* A set member is "<type>:<value>"; types never contain ':', so the first
  * ':' splits it. idn_member returns a malloc'd member (NULL on ENOMEM);

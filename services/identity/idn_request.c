@@ -47,6 +47,20 @@ static int prepare_one(const cdp_ident_config *cfg, const Cdp__V1__Identifier *i
     return 0;
 }
 
+/* Allocates the arrays for cap identifiers in one block. Returns 0 or -1. */
+static int alloc_arrays(idn_request *r, size_t cap) {
+    size_t ids = cap * sizeof *r->ids, norm = cap * sizeof *r->norm, src = cap * sizeof *r->src;
+    char *b = malloc(ids + norm + src + cap * sizeof *r->dropped);
+    if (b == NULL)
+        return -1;
+    r->block = b;
+    r->ids = (idn_ident *)(void *)b;
+    r->norm = (char **)(void *)(b + ids);
+    r->src = (size_t *)(void *)(b + ids + norm);
+    r->dropped = (idn_req_drop *)(void *)(b + ids + norm + src);
+    return 0;
+}
+
 int idn_request_prepare(const cdp_ident_config *cfg, const Cdp__V1__ResolveRequest *req,
                         idn_request *out) {
     memset(out, 0, sizeof *out);
@@ -65,6 +79,8 @@ int idn_request_prepare(const cdp_ident_config *cfg, const Cdp__V1__ResolveReque
                  IDN_MAX_IDENTIFIERS);
         return IDN_REQ_UNUSABLE;
     }
+    if (alloc_arrays(out, req->n_identifiers) != 0)
+        return -1;
     for (size_t i = 0; i < req->n_identifiers; i++)
         if (prepare_one(cfg, req->identifiers[i], i, out) != 0)
             return -1;
@@ -80,5 +96,11 @@ int idn_request_prepare(const cdp_ident_config *cfg, const Cdp__V1__ResolveReque
 void idn_request_clear(idn_request *r) {
     for (size_t i = 0; i < r->n; i++)
         free(r->norm[i]);
-    r->n = 0;
+    free(r->block);
+    r->block = NULL;
+    r->ids = NULL;
+    r->norm = NULL;
+    r->src = NULL;
+    r->dropped = NULL;
+    r->n = r->n_dropped = 0;
 }

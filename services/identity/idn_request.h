@@ -32,15 +32,18 @@ typedef struct {
     int invalid;        /* 1: malformed; 0: empty or blocked */
 } idn_req_drop;
 
+/* The arrays have room for the request's identifiers only (a batch holds
+ * up to 1000 requests, most with a few identifiers): one block, owned. */
 typedef struct {
     size_t n;                          /* usable, distinct, normalized */
-    idn_ident ids[IDN_MAX_IDENTIFIERS];
-    char *norm[IDN_MAX_IDENTIFIERS];   /* owned storage of ids[].value */
-    size_t src[IDN_MAX_IDENTIFIERS];
+    idn_ident *ids;
+    char **norm;                       /* owned storage of ids[].value */
+    size_t *src;
     size_t n_dropped;
-    idn_req_drop dropped[IDN_MAX_IDENTIFIERS];
+    idn_req_drop *dropped;
     const char *message_id;            /* borrowed from the request */
     char error[IDN_FIELD_ERR_LEN];     /* "identifiers[1].value: not a valid email" */
+    void *block;                       /* the arrays' storage */
 } idn_request;
 
 /* Prepares req into out (which the caller clears with idn_request_clear

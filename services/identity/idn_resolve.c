@@ -6,16 +6,24 @@
  * step runs when the last reply is in:
  *
  *   get     GET every identifier key
+ *   verify  only when every key holds the same confirmed master: one HMGET
+ *           of its merged_into and of this message's merge-record flag;
+ *           a root without the flag is the answer (the common case, see
+ *           idn_fast.h), anything else goes on to read
  *   read    idn_read every master reached, following merged_into to roots;
  *           merges left half-done by a crash are completed here (then the
  *           round restarts)
  *   plan    idn_plan_compute over the roots (pure)
  *   claim   a new person: SET NX the highest-priority identifier first
  *           (the anchor), so that concurrent first events of one person
- *           agree on one master; then SET NX the rest.
+ *           agree on one master; then SET NX the rest. Claims are written
+ *           pending (id + IDN_PENDING_MARK).
  *           An existing person: per loser idn_loser then idn_absorb, and
  *           SET NX for unmapped identifiers, all at once
  *   add     idn_add the identifiers the survivor's set lacks
+ *   confirm (not awaited, SET XX) the claims now in the target's set
+ *           become plain ids; keys that led to the survivor through merged
+ *           masters are re-pointed to it
  *
  * A lost claim or a master that changed since it was read sets `restart`:
  * the job finishes the current step and starts a new round, at most
@@ -30,6 +38,7 @@
 #include <string.h>
 
 #include "cdp_metrics.h"
+#include "idn_fast.h"
 #include "idn_store_int.h"
 
 /* Room for a decimal 64-bit integer (a version, a time, a count). */
@@ -70,8 +79,11 @@ struct rs_job {
     idn_status status;
     char err[IDN_ERR_LEN];
     int restart;
+    int wrote;                                  /* claimed, merged or added */
+    int fast;                                   /* answered by the verify step */
     /* per round */
     char owner[IDN_MAX_IDENTIFIERS][IDN_MASTER_ID_BUFSZ];
+    unsigned char unconfirmed[IDN_MAX_IDENTIFIERS]; /* owner's claim pending */
     rs_node *nodes;
     size_t n_nodes, cap_nodes;
     int owner_view[IDN_MAX_IDENTIFIERS];
@@ -80,6 +92,7 @@ struct rs_job {
     size_t n_views;
     idn_plan plan;
     unsigned char claimed[IDN_MAX_IDENTIFIERS]; /* won a SET NX this round */
+    char claim_as[IDN_MASTER_ID_BUFSZ];         /* the master claims named */
     int anchor;
     /* the master identifiers are added to, and hops followed to reach it */
     char target[IDN_MASTER_ID_BUFSZ];
@@ -138,7 +151,9 @@ static void rs_free(rs_job *j) {
 }
 
 static void rs_finish(rs_job *j) {
-    idn_resolve_result res = {.status = j->status, .plan = &j->plan};
+    idn_resolve_result res = {.status = j->status, .plan = &j->plan, .wrote = j->wrote};
+    if (j->status == IDN_OK)
+        idn__count_path(j->fast ? "fast" : "full", 1);
     if (j->status == IDN_OK) {
         res.master_id = j->target;
         res.created = j->created_id[0] != '\0' && strcmp(j->created_id, j->target) == 0;
@@ -255,6 +270,7 @@ static void rs_ignore(redisReply *reply, const char *err, void *ud) {
 
 /* ---------------------------------------------------------------- step: get */
 
+static void rs_verify(rs_job *j);
 static void rs_after_get(rs_job *j);
 
 static void rs_on_get(redisReply *reply, const char *err, void *ud) {
@@ -262,16 +278,18 @@ static void rs_on_get(redisReply *reply, const char *err, void *ud) {
     rs_job *j = rs_ref_take(ud, reply, err, &ok);
     free(ud);
     if (ok) {
-        const char *id = idn__reply_str(reply);
-        if (id != NULL && !idn_master_id_valid(id))
+        const char *v = idn__reply_str(reply);
+        int pending = 0;
+        if (v != NULL && idn_ident_value_parse(v, reply->len, j->owner[i], &pending) != 0)
             rs_fail(j, IDN_EINTERNAL, "identity graph corrupt: bad master id");
-        else
-            snprintf(j->owner[i], IDN_MASTER_ID_BUFSZ, "%s", id ? id : "");
+        j->unconfirmed[i] = (unsigned char)pending;
     }
     rs_release(j);
 }
 
-static void rs_new_round(rs_job *j) {
+/* Starts round j->round + 1: resets the per-round state. Returns 0, or -1
+ * when the rounds are used up (the job is finished, ABORTED). */
+static int rs_begin_round(rs_job *j) {
     if (j->round >= j->st->max_rounds) {
         char msg[IDN_ERR_LEN];
         snprintf(msg, sizeof msg,
@@ -279,7 +297,7 @@ static void rs_new_round(rs_job *j) {
                  j->round);
         rs_fail(j, IDN_EABORTED, msg);
         rs_finish(j);
-        return;
+        return -1;
     }
     if (j->round > 0)
         cdp_metrics_inc("cdp_identity_restarts_total", "", 1);
@@ -291,14 +309,65 @@ static void rs_new_round(rs_job *j) {
     j->target[0] = '\0';
     j->target_hops = 0;
     memset(j->claimed, 0, sizeof j->claimed);
-    memset(j->owner, 0, sizeof j->owner);
-    j->next = rs_after_get;
+    memset(j->unconfirmed, 0, sizeof j->unconfirmed);
+    for (size_t i = 0; i < j->n; i++)
+        j->owner[i][0] = '\0';
+    return 0;
+}
+
+static void rs_new_round(rs_job *j) {
+    if (rs_begin_round(j) != 0)
+        return;
+    j->next = rs_verify;
     rs_hold(j);
     for (size_t i = 0; i < j->n; i++) {
         rs_ref *r = rs_ref_new(j, (int)i);
         if (r != NULL)
             cdp_redis_commandf(j->st->redis, j->ikey[i], rs_on_get, r, "GET %s", j->ikey[i]);
     }
+    rs_release(j);
+}
+
+/* ------------------------------------------------------------- step: verify */
+
+static void rs_after_get(rs_job *j);
+
+static void rs_on_verify(redisReply *reply, const char *err, void *ud) {
+    int ok;
+    rs_job *j = rs_ref_take(ud, reply, err, &ok);
+    free(ud);
+    if (ok && idn__verify_root(reply) && !(j->message_id[0] && idn__verify_flag(reply, 0)))
+        j->fast = 1;
+    rs_release(j);
+}
+
+static void rs_after_verify(rs_job *j) {
+    if (!j->fast) {
+        rs_after_get(j);
+        return;
+    }
+    idn_fast_plan(j->n, &j->plan);
+    snprintf(j->target, sizeof j->target, "%s", j->owner[0]);
+    rs_finish(j);
+}
+
+/* The common case: every key holds the same confirmed master. Checks that
+ * it is a root holding no merge record of this message; otherwise, and for
+ * any other shape, goes on to the read step. */
+static void rs_verify(rs_job *j) {
+    const char *owners[IDN_MAX_IDENTIFIERS];
+    for (size_t i = 0; i < j->n; i++)
+        owners[i] = j->owner[i];
+    if (!idn_fast_candidate(owners, j->unconfirmed, j->n)) {
+        rs_after_get(j);
+        return;
+    }
+    j->next = rs_after_verify;
+    rs_hold(j);
+    rs_ref *r = rs_ref_new(j, 0);
+    const char *msgs[1] = {j->message_id};
+    if (r != NULL)
+        idn__verify_issue(j->st, j->owner[0], msgs, j->message_id[0] ? 1 : 0, rs_on_verify, r);
     rs_release(j);
 }
 
@@ -471,7 +540,7 @@ static void rs_absorb(rs_job *j, int node, const char *target, int hops) {
                   has_msg ? idn_key_master_evm(target, nd->merge_msg) : idn_key_master(target)};
     char *record = idn_merge_encode(nd->into, nd->id, strtoll(nd->merged_at, NULL, 10),
                                     nd->merge_msg);
-    size_t nargs = 4 + nd->members.n + nd->merges.n;
+    size_t nargs = 5 + nd->members.n + nd->merges.n;
     const char **args = malloc(nargs * sizeof *args);
     rs_ref *r = NULL;
     if (k[0] && k[1] && k[2] && k[3] && record && args && (r = rs_ref_new(j, node)) != NULL) {
@@ -481,11 +550,13 @@ static void rs_absorb(rs_job *j, int node, const char *target, int hops) {
         args[0] = nd->id;
         args[1] = record;
         args[2] = has_msg ? ttl : "";
-        args[3] = count;
+        args[3] = nd->merge_msg;
+        args[4] = count;
         for (size_t i = 0; i < nd->members.n; i++)
-            args[4 + i] = nd->members.v[i];
+            args[5 + i] = nd->members.v[i];
         for (size_t i = 0; i < nd->merges.n; i++)
-            args[4 + nd->members.n + i] = nd->merges.v[i];
+            args[5 + nd->members.n + i] = nd->merges.v[i];
+        j->wrote = 1;
         r->hops = hops;
         snprintf(r->target, sizeof r->target, "%s", target);
         const char *keys[4] = {k[0], k[1], k[2], k[3]};
@@ -592,11 +663,15 @@ static void rs_on_claim(redisReply *reply, const char *err, void *ud) {
     rs_release(j);
 }
 
+/* Claims identifier i for j->claim_as, pending until rs_confirm. */
 static void rs_claim(rs_job *j, int i) {
     rs_ref *r = rs_ref_new(j, i);
+    char value[IDN_IDENT_VALUE_BUFSZ];
+    idn_ident_value_pending(j->claim_as, value);
+    j->wrote = 1;
     if (r != NULL)
         cdp_redis_commandf(j->st->redis, j->ikey[i], rs_on_claim, r, "SET %s %s NX", j->ikey[i],
-                           j->target);
+                           value);
 }
 
 static void rs_claim_rest(rs_job *j) {
@@ -628,6 +703,7 @@ static void rs_create(rs_job *j) {
     }
     j->anchor = anchor;
     j->creating = 1;
+    snprintf(j->claim_as, sizeof j->claim_as, "%s", j->target);
     j->next = rs_claim_rest;
     rs_hold(j);
     rs_claim(j, anchor);
@@ -665,6 +741,7 @@ static void rs_merge(rs_job *j, int view) {
     free(nd->merge_msg);
     nd->merge_msg = strdup(j->message_id);
     nd->ours = 1;
+    j->wrote = 1;
     char *k[3] = {idn_key_master(nd->id), idn_key_master_ids(nd->id),
                   idn_key_master_merges(nd->id)};
     rs_ref *r = NULL;
@@ -687,6 +764,7 @@ static void rs_execute(rs_job *j) {
         return;
     }
     snprintf(j->target, sizeof j->target, "%s", j->views[j->plan.survivor].id);
+    snprintf(j->claim_as, sizeof j->claim_as, "%s", j->target);
     j->anchor = -1;
     j->next = rs_add_step;
     rs_hold(j);
@@ -714,26 +792,71 @@ static int rs_survivor_has(const rs_job *j, size_t i) {
     return 0;
 }
 
-/* Identifiers the target's set must gain: those claimed this round, and
- * those already mapped to the survivor but missing from its set (a crash
- * between a claim and its add). Identifiers of losers arrive by absorb. */
+/* Whether the target's set must gain kept identifier i: claimed this
+ * round; mapped to the survivor but missing from its set (a crash between a
+ * claim and its add); or a pending claim of a loser merged this round
+ * (whose set may lack it for the same reason). Other identifiers of losers
+ * arrive by absorb. */
+static int rs_in_add(const rs_job *j, size_t i) {
+    if (!j->plan.keep[i])
+        return 0;
+    int view = j->owner_view[i];
+    if (j->claimed[i])
+        return 1;
+    if (view >= 0 && view == j->plan.survivor)
+        return !rs_survivor_has(j, i);
+    return view >= 0 && j->unconfirmed[i] && !j->restart;
+}
+
 static size_t rs_to_add(const rs_job *j, const char **out) {
     size_t n = 0;
-    for (size_t i = 0; i < j->n; i++) {
-        if (!j->plan.keep[i])
-            continue;
-        int mapped_to_survivor = j->owner_view[i] >= 0 && j->owner_view[i] == j->plan.survivor;
-        if (j->claimed[i] || (mapped_to_survivor && !rs_survivor_has(j, i)))
+    for (size_t i = 0; i < j->n; i++)
+        if (rs_in_add(j, i))
             out[n++] = j->member[i];
-    }
     return n;
 }
 
+/* Whether identifier i's key should become the plain target id after a
+ * successful round: a pending claim (ours, or read) now in the target's
+ * set; or a plain id of a merged master whose chain to the survivor was
+ * complete when read, when the target is that survivor. */
+static int rs_confirms(const rs_job *j, size_t i) {
+    int direct = j->plan.survivor >= 0 && j->target_hops == 0 &&
+                 strcmp(j->target, j->views[j->plan.survivor].id) == 0;
+    int to_survivor = j->owner_view[i] >= 0 && j->owner_view[i] == j->plan.survivor;
+    if (!j->plan.keep[i])
+        return 0;
+    if (j->claimed[i])
+        return 1;
+    if (j->unconfirmed[i])
+        return rs_in_add(j, i) || (direct && to_survivor);
+    return direct && to_survivor && strcmp(j->owner[i], j->target) != 0;
+}
+
+/* Confirms and re-points keys with SET XX, not awaited. A blind write is
+ * safe here: whatever the key holds meanwhile (the pending claim, its plain
+ * id, or a later survivor) names a master of the identifier's tree, and
+ * the identifier is in the target's set, which is what a plain value
+ * promises (docs/identity.md, invariant 5); at worst a chain gets one hop
+ * longer again. A lost write leaves a pending claim, which the next event
+ * carrying it confirms, or one more hop to follow. */
+static void rs_confirm(rs_job *j) {
+    for (size_t i = 0; i < j->n; i++) {
+        if (!rs_confirms(j, i))
+            continue;
+        const char *argv[4] = {"SET", j->ikey[i], j->target, "XX"};
+        size_t lens[4] = {3, strlen(j->ikey[i]), strlen(j->target), 2};
+        cdp_redis_command(j->st->redis, argv[1], lens[1], rs_ignore, NULL, 4, argv, lens);
+    }
+}
+
 static void rs_after_add(rs_job *j) {
-    if (j->restart)
+    if (j->restart) {
         rs_new_round(j);
-    else
-        rs_finish(j);
+        return;
+    }
+    rs_confirm(j);
+    rs_finish(j);
 }
 
 static void rs_on_add(redisReply *reply, const char *err, void *ud) {
@@ -769,6 +892,7 @@ static void rs_add_issue(rs_job *j, const char **members, size_t n) {
     }
     args[0] = created;
     memcpy(args + 1, members, n * sizeof *args);
+    j->wrote = 1;
     rs_ref *r = NULL;
     if (k[0] && k[1] && (r = rs_ref_new(j, -1)) != NULL) {
         const char *keys[2] = {k[0], k[1]};
@@ -795,8 +919,10 @@ static void rs_add_step(rs_job *j) {
 
 /* ------------------------------------------------------------------- entry */
 
-void idn_store_resolve(idn_store *s, const idn_ident *ids, size_t n, const char *message_id,
-                       int64_t now_ms, idn_resolve_cb cb, void *ud) {
+/* A job for n identifiers, inputs copied; NULL after answering cb with
+ * the failure (allocation, or a bad identifier count). */
+static rs_job *rs_job_new(idn_store *s, const idn_ident *ids, size_t n, const char *message_id,
+                          int64_t now_ms, idn_resolve_cb cb, void *ud) {
     rs_job *j = calloc(1, sizeof *j);
     int oom = j == NULL || n == 0 || n > IDN_MAX_IDENTIFIERS;
     if (!oom) {
@@ -820,7 +946,44 @@ void idn_store_resolve(idn_store *s, const idn_ident *ids, size_t n, const char 
         cb(&res, ud);
         if (j != NULL)
             rs_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+void idn_store_resolve(idn_store *s, const idn_ident *ids, size_t n, const char *message_id,
+                       int64_t now_ms, idn_resolve_cb cb, void *ud) {
+    rs_job *j = rs_job_new(s, ids, n, message_id, now_ms, cb, ud);
+    if (j != NULL)
+        rs_new_round(j);
+}
+
+void idn_store_resolve_probed(idn_store *s, const idn_probe *probe, size_t r, int64_t now_ms,
+                              idn_resolve_cb cb, void *ud) {
+    const idn_probe_req *q = idn__probe_req(probe, r);
+    int read_all = q != NULL && q->n > 0 && q->n <= IDN_MAX_IDENTIFIERS;
+    char owner[IDN_MAX_IDENTIFIERS][IDN_MASTER_ID_BUFSZ];
+    int pending[IDN_MAX_IDENTIFIERS];
+    for (size_t i = 0; read_all && i < q->n; i++)
+        read_all = idn__probe_owner(probe, r, i, owner[i], &pending[i]) == 0;
+    if (q == NULL) {
+        idn_resolve_result res = {.status = IDN_EINTERNAL, .error = "no such probed request"};
+        cb(&res, ud);
         return;
     }
-    rs_new_round(j);
+    rs_job *j = rs_job_new(s, q->ids, q->n, q->message_id, now_ms, cb, ud);
+    if (j == NULL)
+        return;
+    if (!read_all) {
+        rs_new_round(j);
+        return;
+    }
+    if (rs_begin_round(j) != 0)
+        return;
+    for (size_t i = 0; i < j->n; i++) {
+        memcpy(j->owner[i], owner[i], IDN_MASTER_ID_BUFSZ);
+        j->unconfirmed[i] = (unsigned char)pending[i];
+    }
+    /* the probe already found it is not the common case: straight to read */
+    rs_after_get(j);
 }

@@ -17,6 +17,7 @@
 #include "cdp_metrics.h"
 #include "cdp_service.h"
 #include "idn_batch.h"
+#include "idn_fast.h"
 #include "idn_request.h"
 
 #define IDN_ENV_EVM_TTL "CDP_IDENTITY_MERGE_RECORD_TTL_S"
@@ -108,14 +109,16 @@ typedef struct {
     char master_id[IDN_MASTER_ID_BUFSZ];
     int created;
     unsigned char keep[IDN_MAX_IDENTIFIERS];
-    char *reason[IDN_MAX_IDENTIFIERS];
+    char **reason;   /* n_reason entries, only when something was dropped */
+    size_t n_reason;
     size_t n_merges;
     idn_merge *merges;
 } idn_outcome;
 
 static void outcome_clear(idn_outcome *o) {
-    for (size_t i = 0; i < IDN_MAX_IDENTIFIERS; i++)
+    for (size_t i = 0; i < o->n_reason; i++)
         free(o->reason[i]);
+    free(o->reason);
     for (size_t i = 0; i < o->n_merges; i++)
         idn_merge_clear(&o->merges[i]);
     free(o->merges);
@@ -132,6 +135,11 @@ static int outcome_fill(idn_outcome *o, const idn_request *req, const idn_resolv
         o->keep[k] = res->plan->keep[k];
         if (o->keep[k])
             continue;
+        if (o->reason == NULL) {
+            if ((o->reason = calloc(req->n, sizeof *o->reason)) == NULL)
+                return -1;
+            o->n_reason = req->n;
+        }
         cdp_log(CDP_LOG_WARN, "identifier dropped by identity rules", "{s:s,s:s}", "type",
                 req->ids[k].type, "reason", res->plan->reason[k]);
         count_drop(req->ids[k].type, "limit");
@@ -332,12 +340,27 @@ static void on_resolve(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud
 
 /* Requests of one batch: groups of requests linked by shared identifiers
  * are resolved one request after the other in batch order; groups run
- * concurrently, so their commands share the pipeline. */
+ * concurrently, so their commands share the pipeline.
+ *
+ * First the whole batch is probed at once (idn_store_probe: one GET per
+ * distinct identifier, one HMGET per distinct master, both pipelined): the
+ * leading requests of each group that are in the common case are answered
+ * from it. The group's runner resolves the rest in order; a request with
+ * exactly the identifiers of a recent request of its group that kept them
+ * all, with nothing written by the group since, shares that answer after a
+ * one-command check (idn_store_check) that its master is still a root and
+ * holds no merge record of its own message. */
 typedef struct batch_ctx batch_ctx;
+
+/* Requests a runner remembers for sharing. */
+#define IDN_SHARE_RECENT 8
 
 typedef struct {
     batch_ctx *b;
-    size_t cur; /* request being resolved */
+    size_t cur;    /* request being resolved */
+    size_t shared; /* the request cur shares the answer of */
+    size_t recent[IDN_SHARE_RECENT]; /* requests that kept all, since the */
+    size_t n_recent, recent_at;      /* group last wrote (a ring) */
 } batch_runner;
 
 struct batch_ctx {
@@ -349,6 +372,7 @@ struct batch_ctx {
     int *usable;
     idn_outcome *outs;
     size_t *next;          /* next request of the same group, or n */
+    idn_probe_req *probe;  /* per request, for idn_store_probe */
     batch_runner *runners; /* one per group */
     size_t n_groups, running;
     idn_status status;
@@ -364,6 +388,7 @@ static void batch_free(batch_ctx *b) {
     free(b->usable);
     free(b->outs);
     free(b->next);
+    free(b->probe);
     free(b->runners);
     free(b);
 }
@@ -394,27 +419,115 @@ static void batch_reply(batch_ctx *b) {
     arena_free(&a);
 }
 
-static void batch_resolved(const idn_resolve_result *res, void *ud);
-
-/* Starts the runner's next usable request from index `from`; when its group
- * is exhausted (or the batch failed or was cancelled) the runner ends, and
- * the last one to end replies. */
-static void runner_start(batch_runner *rn, size_t from) {
-    batch_ctx *b = rn->b;
-    size_t i = from;
-    while (i < b->n && !b->usable[i])
-        i = b->next[i];
-    if (i < b->n && b->status == IDN_OK && !cdp_rpc_call_cancelled(b->call)) {
-        rn->cur = i;
-        idn_request *q = &b->reqs[i];
-        idn_store_resolve(b->svc->store, q->ids, q->n, q->message_id, cdp_now_ms(),
-                          batch_resolved, rn);
+/* Records the first failure of the batch. */
+static void batch_fail(batch_ctx *b, size_t i, idn_status st, const char *error) {
+    if (b->status != IDN_OK)
         return;
+    b->status = st;
+    snprintf(b->err, sizeof b->err, "requests[%zu]: %s", i, error);
+}
+
+/* The answer of a request whose identifiers all stay, on `master`, with no
+ * merge, as the common case and a shared answer have. */
+static void outcome_keep_all(idn_outcome *o, size_t n, const char *master) {
+    char id[IDN_MASTER_ID_BUFSZ]; /* master may be another outcome's */
+    snprintf(id, sizeof id, "%s", master);
+    o->resolved = 1;
+    memcpy(o->master_id, id, sizeof id);
+    o->created = 0;
+    memset(o->keep, 1, n);
+}
+
+static int outcome_kept_all(const idn_outcome *o, size_t n) {
+    if (!o->resolved)
+        return 0;
+    for (size_t k = 0; k < n; k++)
+        if (!o->keep[k])
+            return 0;
+    return 1;
+}
+
+static void runner_remember(batch_runner *rn, size_t i) {
+    rn->recent[rn->recent_at] = i;
+    rn->recent_at = (rn->recent_at + 1) % IDN_SHARE_RECENT;
+    if (rn->n_recent < IDN_SHARE_RECENT)
+        rn->n_recent++;
+}
+
+/* A remembered request with exactly request i's identifiers, or i itself
+ * when there is none. */
+static size_t runner_find_shared(const batch_runner *rn, size_t i) {
+    const idn_request *q = &rn->b->reqs[i];
+    for (size_t k = 0; k < rn->n_recent; k++) {
+        size_t c = rn->recent[k];
+        if (idn_fast_same_idents(rn->b->reqs[c].ids, rn->b->reqs[c].n, q->ids, q->n))
+            return c;
     }
+    return i;
+}
+
+static void batch_resolved(const idn_resolve_result *res, void *ud);
+static void batch_checked(idn_status st, const char *error, int ok, void *ud);
+
+static void runner_end(batch_runner *rn) {
+    batch_ctx *b = rn->b;
     if (--b->running == 0) {
         batch_reply(b);
         batch_free(b);
     }
+}
+
+/* Resolves the runner's requests from index `from` on, in group order:
+ * shared answers without a message id at once, the others through the store
+ * (whose callbacks continue here). probe, given only for the group's first
+ * request that the probe did not answer, saves its first reads. When the group is exhausted (or the
+ * batch failed or was cancelled) the runner ends; the last one replies. */
+static void runner_start(batch_runner *rn, size_t from, const idn_probe *probe) {
+    batch_ctx *b = rn->b;
+    for (size_t i = from; i < b->n; i = b->next[i]) {
+        if (!b->usable[i])
+            continue;
+        if (b->status != IDN_OK || cdp_rpc_call_cancelled(b->call))
+            break;
+        rn->cur = i;
+        idn_request *q = &b->reqs[i];
+        rn->shared = runner_find_shared(rn, i);
+        if (rn->shared == i && probe != NULL) { /* first of the group: probe's reads */
+            idn_store_resolve_probed(b->svc->store, probe, i, cdp_now_ms(), batch_resolved, rn);
+            return;
+        }
+        if (rn->shared == i) {
+            idn_store_resolve(b->svc->store, q->ids, q->n, q->message_id, cdp_now_ms(),
+                              batch_resolved, rn);
+            return;
+        }
+        if (q->message_id && q->message_id[0]) {
+            idn_store_check(b->svc->store, b->outs[rn->shared].master_id, q->message_id,
+                            batch_checked, rn);
+            return;
+        }
+        outcome_keep_all(&b->outs[i], q->n, b->outs[rn->shared].master_id);
+        cdp_metrics_inc("cdp_identity_resolutions_total", "path=\"shared\"", 1);
+    }
+    runner_end(rn);
+}
+
+static void batch_checked(idn_status st, const char *error, int ok, void *ud) {
+    batch_runner *rn = ud;
+    batch_ctx *b = rn->b;
+    size_t i = rn->cur;
+    idn_request *q = &b->reqs[i];
+    if (st != IDN_OK) {
+        batch_fail(b, i, st, error);
+    } else if (!ok) { /* merged meanwhile, or a merge record to report */
+        idn_store_resolve(b->svc->store, q->ids, q->n, q->message_id, cdp_now_ms(),
+                          batch_resolved, rn);
+        return;
+    } else {
+        outcome_keep_all(&b->outs[i], q->n, b->outs[rn->shared].master_id);
+        cdp_metrics_inc("cdp_identity_resolutions_total", "path=\"shared\"", 1);
+    }
+    runner_start(rn, b->next[i], NULL);
 }
 
 static void batch_resolved(const idn_resolve_result *res, void *ud) {
@@ -422,15 +535,43 @@ static void batch_resolved(const idn_resolve_result *res, void *ud) {
     batch_ctx *b = rn->b;
     size_t i = rn->cur;
     if (res->status != IDN_OK) {
-        if (b->status == IDN_OK) {
-            b->status = res->status;
-            snprintf(b->err, sizeof b->err, "requests[%zu]: %s", i, res->error);
-        }
-    } else if (outcome_fill(&b->outs[i], &b->reqs[i], res) != 0 && b->status == IDN_OK) {
-        b->status = IDN_EINTERNAL;
-        snprintf(b->err, sizeof b->err, "out of memory");
+        batch_fail(b, i, res->status, res->error);
+    } else if (outcome_fill(&b->outs[i], &b->reqs[i], res) != 0) {
+        batch_fail(b, i, IDN_EINTERNAL, "out of memory");
+    } else {
+        if (res->wrote)
+            rn->n_recent = rn->recent_at = 0;
+        if (outcome_kept_all(&b->outs[i], b->reqs[i].n))
+            runner_remember(rn, i);
     }
-    runner_start(rn, b->next[i]);
+    runner_start(rn, b->next[i], NULL);
+}
+
+/* The probe's answer: each group's leading common-case requests are
+ * answered from it, then every runner starts at its first other request. */
+static void batch_probed(const char *const *fast, const idn_probe *probe, void *ud) {
+    batch_ctx *b = ud;
+    for (size_t g = 0; g < b->n_groups; g++) {
+        batch_runner *rn = &b->runners[g];
+        size_t i = rn->cur;
+        for (; i < b->n; i = b->next[i]) {
+            if (!b->usable[i])
+                continue;
+            if (fast == NULL || fast[i] == NULL)
+                break;
+            outcome_keep_all(&b->outs[i], b->reqs[i].n, fast[i]);
+            runner_remember(rn, i);
+        }
+        rn->cur = i;
+    }
+    /* +1 while starting, so that a runner finishing at once cannot reply */
+    b->running = b->n_groups + 1;
+    for (size_t g = 0; g < b->n_groups; g++)
+        runner_start(&b->runners[g], b->runners[g].cur, probe);
+    if (--b->running == 0) {
+        batch_reply(b);
+        batch_free(b);
+    }
 }
 
 /* Prepares every request (unusable ones are answered without resolving)
@@ -471,7 +612,7 @@ static int batch_prepare(batch_ctx *b) {
             size_t g = group[i];
             b->next[i] = b->n;
             if (b->runners[g].b == NULL)
-                b->runners[g] = (batch_runner){b, i};
+                b->runners[g] = (batch_runner){.b = b, .cur = i};
             else
                 b->next[last[g]] = i;
             last[g] = i;
@@ -512,21 +653,19 @@ static void on_resolve_batch(cdp_rpc_call *call, const ProtobufCMessage *msg, vo
         b->usable = calloc(b->n, sizeof *b->usable);
         b->outs = calloc(b->n, sizeof *b->outs);
         b->next = calloc(b->n, sizeof *b->next);
+        b->probe = calloc(b->n, sizeof *b->probe);
     }
-    if (b == NULL || !b->reqs || !b->usable || !b->outs || !b->next || batch_prepare(b) != 0) {
+    if (b == NULL || !b->reqs || !b->usable || !b->outs || !b->next || !b->probe ||
+        batch_prepare(b) != 0) {
         cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         if (b != NULL)
             batch_free(b);
         return;
     }
-    /* +1 while starting, so that a runner finishing at once cannot reply */
-    b->running = b->n_groups + 1;
-    for (size_t g = 0; g < b->n_groups; g++)
-        runner_start(&b->runners[g], b->runners[g].cur);
-    if (--b->running == 0) {
-        batch_reply(b);
-        batch_free(b);
-    }
+    for (size_t i = 0; i < b->n; i++)
+        b->probe[i] = (idn_probe_req){b->reqs[i].ids, b->usable[i] ? b->reqs[i].n : 0,
+                                      b->reqs[i].message_id};
+    idn_store_probe(svc->store, b->probe, b->n, batch_probed, b);
 }
 
 /* ----------------------------------------------------------------- Lookup */
@@ -620,6 +759,9 @@ int idn_service_init(idn_service *svc, const idn_config *cfg, cdp_redis *redis,
     cdp_metrics_help("cdp_identity_merges_total", "Master ids merged into an older one");
     cdp_metrics_help("cdp_identity_restarts_total",
                      "Resolution rounds restarted because the graph changed concurrently");
+    cdp_metrics_help("cdp_identity_resolutions_total",
+                     "Resolutions by path: fast (the common case), shared (an identical "
+                     "request of the same batch), full");
     static const cdp_rpc_binding bindings[] = {
         {"Resolve", on_resolve, 0},
         {"ResolveBatch", on_resolve_batch, 0},

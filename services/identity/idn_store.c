@@ -8,7 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdp_metrics.h"
 #include "idn_store_int.h"
+
+/* Room for path="<fast|shared|full>". */
+#define IDN_PATH_LABEL_LEN 32
 
 /* ------------------------------------------------------------------ scripts */
 
@@ -63,25 +67,29 @@ static const char k_lua_loser[] =
     "return {'ok', redis.call('SMEMBERS', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1)}\n";
 
 /* ABSORB: KEYS hash, ids, merges, evm; ARGV loser, record, evm ttl ('' for
- * none), member count, members..., the loser's own merge records...
- * Idempotent: the 'a:<loser>' field guards against a second application.
+ * none), message id, member count, members..., the loser's own merge
+ * records... Idempotent: the 'a:<loser>' field guards against a second
+ * application. With a ttl, the record also goes to the message's evm list
+ * and the hash gets the flag 'e:<message id>' that the fast path checks (the
+ * flag has no TTL: one small field per merge-causing message, like a:).
  * -> '1' when applied now, '0' when applied before, or the id this master
  * was itself merged into. */
 static const char k_lua_absorb[] =
     "local into = redis.call('HGET', KEYS[1], 'merged_into')\n"
     "if into then return into end\n"
     "if redis.call('HSETNX', KEYS[1], 'a:' .. ARGV[1], '1') == 0 then return '0' end\n"
-    "local n = tonumber(ARGV[4])\n"
-    "for i = 5, 4 + n, 1000 do\n"
-    "  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, 4 + n)))\n"
+    "local n = tonumber(ARGV[5])\n"
+    "for i = 6, 5 + n, 1000 do\n"
+    "  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, 5 + n)))\n"
     "end\n"
-    "for i = 5 + n, #ARGV, 1000 do\n"
+    "for i = 6 + n, #ARGV, 1000 do\n"
     "  redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 999, #ARGV)))\n"
     "end\n"
     "redis.call('RPUSH', KEYS[3], ARGV[2])\n"
     "if ARGV[3] ~= '' then\n"
     "  redis.call('RPUSH', KEYS[4], ARGV[2])\n"
     "  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))\n"
+    "  redis.call('HSET', KEYS[1], 'e:' .. ARGV[4], '1')\n"
     "end\n"
     "redis.call('HINCRBY', KEYS[1], 'ver', 1)\n"
     "return '1'\n";
@@ -255,6 +263,86 @@ int idn__eval(idn_store *s, cdp_redis_script *sc, cdp_redis_cb cb, void *ud, int
     return rc;
 }
 
+/* ------------------------------------------------------------------ verify */
+
+void idn__count_path(const char *path, double n) {
+    char labels[IDN_PATH_LABEL_LEN];
+    snprintf(labels, sizeof labels, "path=\"%s\"", path);
+    cdp_metrics_inc("cdp_identity_resolutions_total", labels, n);
+}
+
+int idn__verify_issue(idn_store *s, const char *master, const char *const *msgs, size_t k,
+                      cdp_redis_cb cb, void *ud) {
+    size_t argc = 3 + k;
+    const char **argv = malloc(argc * sizeof *argv);
+    size_t *lens = malloc(argc * sizeof *lens);
+    char **fields = calloc(k ? k : 1, sizeof *fields);
+    char *key = idn_key_master(master);
+    int ok = argv && lens && fields && key;
+    for (size_t i = 0; ok && i < k; i++)
+        ok = (fields[i] = idn_field_evm(msgs[i])) != NULL;
+    if (ok) {
+        argv[0] = "HMGET";
+        argv[1] = key;
+        argv[2] = IDN_F_MERGED_INTO;
+        for (size_t i = 0; i < k; i++)
+            argv[3 + i] = fields[i];
+        for (size_t i = 0; i < argc; i++)
+            lens[i] = strlen(argv[i]);
+        cdp_redis_command(s->redis, key, lens[1], cb, ud, (int)argc, argv, lens);
+    }
+    for (size_t i = 0; fields && i < k; i++)
+        free(fields[i]);
+    free(fields);
+    free(key);
+    free(lens);
+    free(argv);
+    if (!ok)
+        cb(NULL, "out of memory", ud);
+    return ok ? 0 : -1;
+}
+
+int idn__verify_root(const redisReply *reply) {
+    const redisReply *into = idn__reply_at(reply, 0);
+    return into != NULL && into->type == REDIS_REPLY_NIL;
+}
+
+int idn__verify_flag(const redisReply *reply, size_t i) {
+    const redisReply *f = idn__reply_at(reply, 1 + i);
+    return f == NULL || f->type != REDIS_REPLY_NIL;
+}
+
+typedef struct {
+    idn_check_cb cb;
+    void *ud;
+    int with_msg;
+} check_job;
+
+static void check_on_reply(redisReply *reply, const char *err, void *ud) {
+    check_job *c = ud;
+    idn_status st = IDN_OK;
+    char msg[IDN_ERR_LEN];
+    if (!idn__reply_ok(reply, err, &st, msg, sizeof msg)) {
+        c->cb(st, msg, 0, c->ud);
+    } else {
+        int ok = idn__verify_root(reply) && !(c->with_msg && idn__verify_flag(reply, 0));
+        c->cb(IDN_OK, NULL, ok, c->ud);
+    }
+    free(c);
+}
+
+void idn_store_check(idn_store *s, const char *master_id, const char *message_id,
+                     idn_check_cb cb, void *ud) {
+    check_job *c = malloc(sizeof *c);
+    if (c == NULL) {
+        cb(IDN_EINTERNAL, "out of memory", 0, ud);
+        return;
+    }
+    *c = (check_job){.cb = cb, .ud = ud, .with_msg = message_id && message_id[0] != '\0'};
+    const char *msgs[1] = {message_id};
+    idn__verify_issue(s, master_id, msgs, c->with_msg ? 1 : 0, check_on_reply, c);
+}
+
 /* ------------------------------------------------------------------ lookup */
 
 typedef struct {
@@ -314,16 +402,16 @@ static void lookup_on_ident(redisReply *reply, const char *err, void *ud) {
         lookup_done(j, st, msg, NULL);
         return;
     }
-    const char *id = idn__reply_str(reply);
-    if (id == NULL) {
+    const char *v = idn__reply_str(reply);
+    if (v == NULL) {
         lookup_done(j, IDN_ENOTFOUND, "identifier not found", NULL);
         return;
     }
-    if (!idn_master_id_valid(id)) {
+    int pending; /* a claim not yet confirmed still names its master */
+    if (idn_ident_value_parse(v, reply->len, j->id, &pending) != 0) {
         lookup_done(j, IDN_EINTERNAL, "identity graph corrupt: bad master id", NULL);
         return;
     }
-    memcpy(j->id, id, IDN_MASTER_ID_BUFSZ);
     lookup_follow(j);
 }
 

@@ -8,8 +8,11 @@
  * SET NX, a merge is a script in the loser's slot (merged_into set once,
  * pointing to an older id) followed by an idempotent script in the
  * survivor's slot. Any step that finds the graph changed under it restarts
- * the resolution, at most opts.max_rounds times. docs/identity.md explains
- * the layout and why concurrent resolutions converge. */
+ * the resolution, at most opts.max_rounds times. The common case (every
+ * identifier a confirmed claim of one root, nothing new) is answered from
+ * plain GETs and one HMGET, alone or for a whole batch (idn_store_probe).
+ * docs/identity.md explains the layout, why concurrent resolutions converge
+ * and why the common case may skip the rest. */
 #ifndef IDN_STORE_H
 #define IDN_STORE_H
 
@@ -54,6 +57,7 @@ typedef struct {
     const idn_plan *plan;   /* keep[] and reason[] per input identifier */
     size_t n_merges;        /* merges caused by this message id (including */
     const idn_merge *merges;/* those recorded by an earlier attempt) */
+    int wrote;              /* 1 if it claimed, merged or added anything */
 } idn_resolve_result;
 
 /* Called exactly once, on the loop; everything in *res is valid only during
@@ -63,9 +67,57 @@ typedef void (*idn_resolve_cb)(const idn_resolve_result *res, void *ud);
 /* Resolves n (1..IDN_MAX_IDENTIFIERS) normalized, distinct identifiers.
  * message_id may be NULL or "" (then no per-message record is kept). The
  * inputs are copied. cb may run before this returns only on allocation
- * failure. */
+ * failure. The common case (every identifier a confirmed claim of one root,
+ * no merge record for the message) costs one GET per identifier and one
+ * HMGET; anything else takes the full path. */
 void idn_store_resolve(idn_store *s, const idn_ident *ids, size_t n, const char *message_id,
                        int64_t now_ms, idn_resolve_cb cb, void *ud);
+
+/* ------------------------------------------------------ batch fast path */
+
+typedef struct {
+    const idn_ident *ids; /* normalized, distinct; n == 0: not probed */
+    size_t n;
+    const char *message_id; /* may be NULL or "" */
+} idn_probe_req;
+
+typedef struct idn_probe idn_probe;
+
+/* fast[r] is the root master id request r resolves to in the common case
+ * (see idn_store_resolve), or NULL when it needs the full path; fast itself
+ * is NULL when no request is fast. probe (NULL when nothing was read) may
+ * be passed to idn_store_resolve_probed during the call. Valid only during
+ * the call. */
+typedef void (*idn_probe_cb)(const char *const *fast, const idn_probe *probe, void *ud);
+
+/* Reads, for n requests at once, what the common case needs: one GET per
+ * distinct identifier key of all the requests (one loop turn), then one
+ * HMGET per distinct master they lead to. Read-only. A Redis error makes
+ * the requests it touched not fast (the full path reports it). cb is called
+ * exactly once, possibly before this returns (allocation failure: nothing
+ * fast). The requests must stay valid until cb. */
+void idn_store_probe(idn_store *s, const idn_probe_req *reqs, size_t n, idn_probe_cb cb,
+                     void *ud);
+
+/* idn_store_resolve of the probe's request r (same identifiers), starting
+ * from what the probe read instead of reading the keys again: for the first
+ * request of a group that the probe could not answer. Reads that are a
+ * moment old are safe: claims are SET NX and merges check the loser's
+ * version, so a changed graph restarts the resolution. Falls back to
+ * idn_store_resolve when the probe could not read one of the keys. Only
+ * during the probe's callback. */
+void idn_store_resolve_probed(idn_store *s, const idn_probe *probe, size_t r, int64_t now_ms,
+                              idn_resolve_cb cb, void *ud);
+
+/* ok: master_id is a root and holds no merge record of message_id. */
+typedef void (*idn_check_cb)(idn_status st, const char *error, int ok, void *ud);
+
+/* Checks, with one HMGET, that master_id is still a root and holds no merge
+ * record of message_id (NULL or "": not checked): what a request sharing an
+ * earlier identical request's answer must confirm. cb is called exactly
+ * once. */
+void idn_store_check(idn_store *s, const char *master_id, const char *message_id,
+                     idn_check_cb cb, void *ud);
 
 /* ------------------------------------------------------------- queries */
 

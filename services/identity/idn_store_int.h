@@ -60,6 +60,28 @@ int idn__strv_from_reply(idn_strv *sv, const redisReply *arr);
  * skipped. Returns a malloc'd array (*n set), or NULL on ENOMEM (when n>0). */
 idn_ident *idn__members_split(idn_strv *members, size_t *n);
 
+/* The fast path's check of a master: HMGET <hash> merged_into e:<msg>...
+ * for the k message ids msgs (each non-empty). cb is always called exactly
+ * once (with err "out of memory" before this returns on allocation failure,
+ * then -1 is returned). */
+int idn__verify_issue(idn_store *s, const char *master, const char *const *msgs, size_t k,
+                      cdp_redis_cb cb, void *ud);
+/* On a usable reply to idn__verify_issue: whether the master is a root (no
+ * merged_into), and whether message i's flag is set (or the reply is too
+ * short: then the caller takes the full path). */
+int idn__verify_root(const redisReply *reply);
+int idn__verify_flag(const redisReply *reply, size_t i);
+
+/* Counts n resolutions by path: "fast", "shared" or "full". */
+void idn__count_path(const char *path, double n);
+
+/* What the probe read for identifier i of request r: writes the master id
+ * ("" for none) into owner and *pending. Returns 0, or -1 when the key could
+ * not be read. */
+int idn__probe_owner(const idn_probe *probe, size_t r, size_t i, char *owner, int *pending);
+/* The probe's request r. */
+const idn_probe_req *idn__probe_req(const idn_probe *probe, size_t r);
+
 /* cdp_redis_eval for NUL-terminated keys (at most IDN_MAX_SCRIPT_KEYS, all
  * in one slot) and
  * args. Same contract: cb is always called exactly once; on allocation

@@ -55,7 +55,8 @@
 #define MAX_IDS 8
 
 static int REDIS_PORT = DEFAULT_REDIS_PORT;
-static int IDN_METRICS_PORT = DEFAULT_IDN_METRICS_PORT, IDN2_METRICS_PORT = DEFAULT_IDN2_METRICS_PORT;
+static int IDN_METRICS_PORT = DEFAULT_IDN_METRICS_PORT;
+static int IDN2_METRICS_PORT = DEFAULT_IDN2_METRICS_PORT;
 static char IDN_ADDR[ADDR_LEN], IDN2_ADDR[ADDR_LEN], IDN_METRICS_ADDR[ADDR_LEN],
     IDN2_METRICS_ADDR[ADDR_LEN];
 static int passed, failed;
@@ -959,6 +960,8 @@ int main(int argc, char **argv) {
         return 1;
     }
 
+    if (redis > 0) /* our own Redis: staged crashes and key checks */
+        rc = redisConnect("127.0.0.1", REDIS_PORT);
     test_create_and_resolve_again();
     test_validation();
     test_merge_and_retry();
@@ -968,11 +971,11 @@ int main(int argc, char **argv) {
     test_big_batch();
     test_concurrency();
     if (redis > 0) {
-        rc = redisConnect("127.0.0.1", REDIS_PORT);
         test_interrupted_merge();
         test_interrupted_merge_batch();
         test_claim_without_add();
         redisFree(rc);
+        rc = NULL;
         test_redis_down(&redis);
     }
     CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly on SIGTERM");

@@ -38,6 +38,32 @@ static void test_keys_and_slots(void **state) {
     free(im);
 }
 
+static void test_ident_values(void **state) {
+    (void)state;
+    const char *id = "m018c2e4a1b2f0123456789";
+    char out[IDN_MASTER_ID_BUFSZ], pend[IDN_IDENT_VALUE_BUFSZ];
+    int pending = -1;
+    assert_int_equal(idn_ident_value_parse(id, strlen(id), out, &pending), 0);
+    assert_string_equal(out, id);
+    assert_int_equal(pending, 0);
+    idn_ident_value_pending(id, pend);
+    assert_string_equal(pend, "m018c2e4a1b2f0123456789~");
+    assert_int_equal(idn_ident_value_parse(pend, strlen(pend), out, &pending), 0);
+    assert_string_equal(out, id);
+    assert_int_equal(pending, 1);
+    const char *bad[] = {"", "m018c2e4a1b2f012345678", "m018c2e4a1b2f0123456789~~",
+                         "m018c2e4a1b2f0123456789x", "x018c2e4a1b2f0123456789",
+                         "m018c2e4a1b2f012345678Z~"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(idn_ident_value_parse(bad[i], strlen(bad[i]), out, &pending), -1);
+    char *f = idn_field_evm("msg-1");
+    assert_string_equal(f, "e:msg-1");
+    free(f);
+    char *k = idn_key_master(id);
+    assert_string_equal(k, "cdp:idn:{m:m018c2e4a1b2f0123456789}");
+    free(k);
+}
+
 static void test_member_split(void **state) {
     (void)state;
     char *m = idn_member("crm_id", "a:b:c");
@@ -206,6 +232,7 @@ static void test_request_unusable(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys_and_slots),
+        cmocka_unit_test(test_ident_values),
         cmocka_unit_test(test_member_split),
         cmocka_unit_test(test_master_ids),
         cmocka_unit_test(test_merge_records),
