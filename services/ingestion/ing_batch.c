@@ -128,7 +128,24 @@ int ing_batch_add(ing_batch *b, const char *stream_id, size_t idlen, const redis
     return 0;
 }
 
-int ing_batch_add_entries(ing_batch *b, const redisReply *entries)
+int ing_batch_holds(const ing_batch *b, const char *stream_id, size_t idlen)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (strlen(b->e[i].stream_id) == idlen && memcmp(b->e[i].stream_id, stream_id, idlen) == 0)
+            return 1;
+    return 0;
+}
+
+static int ing__held(const ing_batch *const *held, size_t n_held, const redisReply *id)
+{
+    for (size_t k = 0; k < n_held; k++)
+        if (ing_batch_holds(held[k], id->str, id->len))
+            return 1;
+    return 0;
+}
+
+int ing_batch_add_entries_except(ing_batch *b, const redisReply *entries,
+                                 const ing_batch *const *held, size_t n_held)
 {
     if (!entries || entries->type != REDIS_REPLY_ARRAY)
         return -1;
@@ -138,6 +155,8 @@ int ing_batch_add_entries(ing_batch *b, const redisReply *entries)
         if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
             en->element[0]->type != REDIS_REPLY_STRING)
             return -1;
+        if (ing__held(held, n_held, en->element[0]))
+            continue;
         if (ing_batch_add(b, en->element[0]->str, en->element[0]->len, en->element[1]) != 0)
             return -1;
         added++;
@@ -145,11 +164,25 @@ int ing_batch_add_entries(ing_batch *b, const redisReply *entries)
     return added;
 }
 
+int ing_batch_add_entries(ing_batch *b, const redisReply *entries)
+{
+    return ing_batch_add_entries_except(b, entries, NULL, 0);
+}
+
 size_t ing_batch_live(const ing_batch *b, size_t *idx)
 {
     size_t n = 0;
     for (size_t i = 0; i < b->n; i++)
         if (b->e[i].state == ING_ENTRY_LIVE)
+            idx[n++] = i;
+    return n;
+}
+
+size_t ing_batch_unresolved(const ing_batch *b, size_t *idx, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n && n < max; i++)
+        if (b->e[i].state == ING_ENTRY_LIVE && !b->e[i].resolved)
             idx[n++] = i;
     return n;
 }

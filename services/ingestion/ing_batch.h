@@ -23,6 +23,11 @@
 
 #define ING_STREAM_ID_BUFSZ 48
 #define ING_REASON_BUFSZ 256
+/* Most requests identity takes in one ResolveBatch (docs/identity.md); a
+ * larger batch is resolved in chunks of this size. */
+#define ING_RESOLVE_MAX_REQUESTS 1000
+/* Most events profile takes in one ApplyEvents (docs/profile.md). */
+#define ING_APPLY_MAX_EVENTS 10000
 
 typedef enum {
     ING_ENTRY_LIVE = 0,
@@ -66,9 +71,25 @@ int ing_batch_add_entries(ing_batch *b, const redisReply *entries);
 /* Marks e FAILED with a printf-style reason (kept when already FAILED). */
 void ing_entry_fail(ing_entry *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* As ing_batch_add_entries, but skips every entry whose stream id is already
+ * held by one of the n_held batches `held` (b itself may be one of them): a
+ * claim must not hand this process a second copy of an entry another of its
+ * lanes is working on. Returns the number added, or -1 as above. */
+int ing_batch_add_entries_except(ing_batch *b, const redisReply *entries,
+                                 const ing_batch *const *held, size_t n_held);
+
+/* 1 if an entry with this stream id is in b, else 0. */
+int ing_batch_holds(const ing_batch *b, const char *stream_id, size_t idlen);
+
 /* Writes the indexes of the LIVE entries into idx (room for b->n); returns
  * how many. */
 size_t ing_batch_live(const ing_batch *b, size_t *idx);
+
+/* Writes the indexes of at most max LIVE entries that have no identity
+ * answer yet into idx, in batch order; returns how many. A batch larger
+ * than ING_RESOLVE_MAX_REQUESTS is resolved by calling this until it
+ * returns 0. */
+size_t ing_batch_unresolved(const ing_batch *b, size_t *idx, size_t max);
 
 /* Puts every FAILED entry that is not forced back to LIVE and drops identity
  * answers: a whole-batch failure is retried from the start. */

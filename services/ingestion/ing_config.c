@@ -72,7 +72,7 @@ static int ing__read_log(ing_config *cfg)
 static int ing__read_pipeline(ing_config *cfg)
 {
     ing_pipeline_config *p = &cfg->pipeline;
-    int64_t v[11];
+    int64_t v[12];
     const ing__int_var vars[] = {
         {"CDP_PIPELINE_ENABLED", 1, 0, 1, &v[0]},
         {"CDP_PIPELINE_BATCH", ING_DEFAULT_PIPELINE_BATCH, 1, ING_MAX_PIPELINE_BATCH, &v[1]},
@@ -86,6 +86,7 @@ static int ing__read_pipeline(ing_config *cfg)
         {"CDP_PIPELINE_BACKOFF_MAX_MS", ING_DEFAULT_BACKOFF_MAX_MS, 1, ING_MAX_MS_LIMIT, &v[8]},
         {"CDP_REDIS_CONNECT_TIMEOUT_MS", ING_DEFAULT_REDIS_CONNECT_MS, ING_MIN_MS_LIMIT, ING_MAX_REDIS_TIMEOUT_MS, &v[9]},
         {"CDP_REDIS_COMMAND_TIMEOUT_MS", ING_DEFAULT_REDIS_COMMAND_MS, ING_MIN_MS_LIMIT, ING_MAX_REDIS_TIMEOUT_MS, &v[10]},
+        {"CDP_PIPELINE_LANES", ING_DEFAULT_PIPELINE_LANES, 1, ING_MAX_PIPELINE_LANES, &v[11]},
     };
     if (ing__read_ints(vars, sizeof vars / sizeof vars[0]) != 0)
         return -1;
@@ -100,6 +101,7 @@ static int ing__read_pipeline(ing_config *cfg)
     p->backoff_max_ms = v[8] < v[7] ? (int)v[7] : (int)v[8];
     p->redis_connect_timeout_ms = (int)v[9];
     p->redis_command_timeout_ms = (int)v[10];
+    p->lanes = (int)v[11];
     p->identity_addr = cdp_env_str("CDP_IDENTITY_ADDR", ING_DEFAULT_IDENTITY_ADDR);
     p->profile_addr = cdp_env_str("CDP_PROFILE_ADDR", ING_DEFAULT_PROFILE_ADDR);
     p->redis_addrs = cdp_env_str("CDP_REDIS_ADDR", "127.0.0.1:6379");

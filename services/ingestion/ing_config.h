@@ -13,6 +13,8 @@
 #define ING_DEFAULT_PROFILE_ADDR "127.0.0.1:50053"
 #define ING_DEFAULT_PIPELINE_BATCH 500
 #define ING_MAX_PIPELINE_BATCH 5000
+#define ING_DEFAULT_PIPELINE_LANES 4
+#define ING_MAX_PIPELINE_LANES 64
 #define ING_DEFAULT_PIPELINE_BLOCK_MS 1000
 #define ING_DEFAULT_PIPELINE_MAX_ATTEMPTS 5
 #define ING_DEFAULT_CLAIM_INTERVAL_MS 5000
@@ -29,6 +31,7 @@ typedef struct {
     int redis_connect_timeout_ms;
     int redis_command_timeout_ms;
     int batch;                /* XREADGROUP COUNT */
+    int lanes;                /* batches in flight per shard, one consumer each */
     int block_ms;             /* XREADGROUP BLOCK */
     int max_attempts;         /* per-event failures before dead-lettering */
     int claim_interval_ms;    /* how often XAUTOCLAIM runs */

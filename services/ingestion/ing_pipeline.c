@@ -1,19 +1,37 @@
 /* ing_pipeline: the log consumer (see ing_pipeline.h for the contract).
  *
- * Each shard runs a small state machine on the loop with at most one
- * asynchronous step in flight (`busy`): a Redis read, an identity or profile
- * call (or a set of one-event calls), or the finishing script. A batch stays
- * in memory until it is finished or abandoned, so a whole-batch failure
- * simply waits out the backoff and processes the same batch again.
+ * Each log shard has CDP_PIPELINE_LANES lanes. A lane is a consumer of the
+ * group under its own name and a small state machine on the loop with at
+ * most one asynchronous step in flight (`busy`): a Redis read, an identity
+ * or profile call (or a set of one-event calls), or the finishing script. A
+ * batch stays in its lane until it is finished or abandoned, so a
+ * whole-batch failure simply waits out the backoff and processes the same
+ * batch again. Lanes share nothing but the shard's key and the recovery
+ * flag; Redis hands each new entry to one of them.
  *
- * Where a batch comes from, in order of preference:
- *   1. this consumer's own pending entries (XREADGROUP ... <cursor> from 0),
- *      once after every (re)connect: a restart under the same name resumes;
- *   2. entries idle longer than CDP_PIPELINE_CLAIM_IDLE_MS in any consumer
- *      (XAUTOCLAIM), when the claim timer has made a round due: this is how
- *      a crashed replica's batch and this replica's failed events come back;
- *   3. new entries (XREADGROUP ... >, BLOCK) on the shard's own connection,
- *      so that blocking never delays the service's other Redis commands.
+ * Where a lane's batch comes from:
+ *   - every lane: new entries (XREADGROUP ... >, BLOCK) on the lane's own
+ *     connection, so that blocking never delays the service's other Redis
+ *     commands, and a waiting lane takes new entries the moment they land;
+ *   - lane 0 only, before new entries: the replays. After every
+ *     (re)connect, the pending entries of every lane name (XREADGROUP ...
+ *     <cursor> from 0, one name after the other), while the other lanes of
+ *     the shard wait; and, whenever the claim timer has made a round due,
+ *     entries idle longer than CDP_PIPELINE_CLAIM_IDLE_MS in any consumer
+ *     (XAUTOCLAIM): a crashed replica's batches and this replica's failed
+ *     events come back this way.
+ *
+ * Replays are collected into one batch (up to lanes x batch entries, and
+ * at most what one ApplyEvents takes) and applied in one call. A process
+ * that stops uncleanly can leave several batches half done: one applied
+ * but not acknowledged, a later one resolved (identity recorded a merge)
+ * but not applied. Replayed separately, the first would be resolved to the
+ * survivor and applied there before the later batch folds the loser, which
+ * already counted it, into the survivor. In one call profile folds every
+ * merge first, so the replay is a duplicate (docs/ingestion.md). Own
+ * pending entries are all read before the batch is processed; entries a
+ * claim round finds are held until a later round finds nothing more, since
+ * a dead replica's batches become idle at slightly different times.
  *
  * Entries that fail by themselves are left pending; the claim round brings
  * them back after the idle time, which is the per-event retry delay. */
@@ -36,6 +54,8 @@
 #include "ing_batch.h"
 
 #define ING_CONSUMER_BUFSZ 128
+/* The process' name, '-' and a lane number. */
+#define ING_LANE_CONSUMER_BUFSZ (ING_CONSUMER_BUFSZ + 16)
 #define ING_HOST_BUFSZ 64
 #define ING_LABELS_BUFSZ 32
 #define ING_NUM_BUFSZ 24
@@ -43,31 +63,48 @@
 #define ING_MS_PER_S 1000.0
 /* Most arguments of a command the pipeline sends (XREADGROUP ... BLOCK). */
 #define ING_MAX_ARGV 16
+/* The lane that replays (own pending entries, claim rounds). */
+#define ING_REPLAY_LANE 0
 
-typedef struct ing_shard ing_shard;
+typedef struct ing_lane ing_lane;
 
 typedef enum {
     ING_STEP_RESOLVE,
     ING_STEP_APPLY,
 } ing_step;
 
-struct ing_shard {
-    ing_pipeline *p;
+/* What the lanes of one log shard share. */
+typedef struct {
     unsigned index;
     char key[ING_LOG_KEY_BUFSZ];
     char labels[ING_LABELS_BUFSZ];    /* shard="<n>" */
+    ing_lane *lanes;                  /* cfg.lanes of them */
+    int recovering;                   /* replay lane is replaying own pending entries */
+} ing_shard;
+
+struct ing_lane {
+    ing_pipeline *p;
+    ing_shard *sh;
+    unsigned no;                      /* 0..lanes-1 */
+    char consumer[ING_LANE_CONSUMER_BUFSZ];
     cdp_redis *blk;                   /* blocking reads only */
     int blk_closed;
     uv_timer_t timer;                 /* backoff */
     int busy;                         /* an asynchronous step is in flight */
     int in_backoff;
     int group_ready;
-    int own_pending;                  /* still draining our own pending entries */
+    int stale;                        /* Redis came back mid-step: drop the batch */
+    int backoff_ms;
+    /* Replay lane only. */
+    int own_pending;                  /* still reading lanes' own pending entries */
+    unsigned own_lane;                /* whose (lane number) */
     char own_cursor[ING_STREAM_ID_BUFSZ];
     int claim_due;
     char claim_cursor[ING_STREAM_ID_BUFSZ];
-    int backoff_ms;
-    int stale;                        /* Redis came back mid-step: drop the batch */
+    int claim_found;                  /* the current claim round added entries */
+    int claim_hold;                   /* the last round did: wait for one more */
+    int replaying;                    /* the batch holds replays (own or claimed) */
+    /* The batch and its current step. */
     ing_batch batch;
     size_t *idx;                      /* entries of the current step */
     size_t n_idx;
@@ -86,9 +123,12 @@ struct ing_pipeline {
     ing_pipeline_config cfg;
     cdp_rpc_channel *identity;
     cdp_rpc_channel *profile;
-    char consumer[ING_CONSUMER_BUFSZ];
+    char consumer[ING_CONSUMER_BUFSZ]; /* <host>-<pid>; lanes add -<lane> */
     ing_shard *shards;
     unsigned n_shards;
+    ing_lane *lanes;                  /* n_shards x cfg.lanes, shard-major */
+    unsigned n_lanes;                 /* all of them */
+    size_t replay_cap;                /* most entries of one replay batch */
     uv_timer_t claim_timer;
     int claim_timer_started;
     int redis_up;
@@ -102,15 +142,15 @@ struct ing_pipeline {
 /* One one-event call of a step that is looking for the event a service
  * rejected. */
 typedef struct {
-    ing_shard *sh;
+    ing_lane *ln;
     size_t entry;
     ing_step step;
 } ing__single;
 
-static void ing__next(ing_shard *sh);
+static void ing__next(ing_lane *ln);
 static void ing__maybe_stopped(ing_pipeline *p);
-static void ing__apply_all(ing_shard *sh);
-static void ing__finish(ing_shard *sh);
+static void ing__start_step(ing_lane *ln, ing_step step);
+static void ing__finish(ing_lane *ln);
 static void ing__on_backoff(uv_timer_t *t);
 
 /* ------------------------------------------------------------------ small helpers */
@@ -133,41 +173,56 @@ static const char *ing__reply_err(const redisReply *reply, const char *err)
     return "unexpected reply";
 }
 
+static int ing__is_replay_lane(const ing_lane *ln)
+{
+    return ln->no == ING_REPLAY_LANE;
+}
+
 /* A step failed as a whole: keep the batch, wait, and try it again. */
 __attribute__((format(printf, 2, 3)))
-static void ing__backoff(ing_shard *sh, const char *fmt, ...)
+static void ing__backoff(ing_lane *ln, const char *fmt, ...)
 {
-    ing_pipeline *p = sh->p;
+    ing_pipeline *p = ln->p;
     char why[ING_ERR_BUFSZ];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     if (p->stopping) {
-        ing_batch_clear(&sh->batch);
+        ing_batch_clear(&ln->batch);
         ing__maybe_stopped(p);
         return;
     }
-    sh->backoff_ms = ing_backoff_next(sh->backoff_ms, p->cfg.backoff_min_ms, p->cfg.backoff_max_ms);
-    cdp_log(CDP_LOG_WARN, "pipeline step failed; retrying", "{s:i,s:s,s:i,s:i}", "shard",
-            (int)sh->index, "error", why, "backoff_ms", sh->backoff_ms, "batch", (int)sh->batch.n);
-    ing_batch_reset(&sh->batch);
-    sh->in_backoff = 1;
-    uv_timer_start(&sh->timer, ing__on_backoff, (uint64_t)sh->backoff_ms, 0);
+    ln->backoff_ms = ing_backoff_next(ln->backoff_ms, p->cfg.backoff_min_ms, p->cfg.backoff_max_ms);
+    cdp_log(CDP_LOG_WARN, "pipeline step failed; retrying", "{s:i,s:i,s:s,s:i,s:i}", "shard",
+            (int)ln->sh->index, "lane", (int)ln->no, "error", why, "backoff_ms", ln->backoff_ms,
+            "batch", (int)ln->batch.n);
+    ing_batch_reset(&ln->batch);
+    ln->in_backoff = 1;
+    uv_timer_start(&ln->timer, ing__on_backoff, (uint64_t)ln->backoff_ms, 0);
 }
 
 /* ------------------------------------------------------------------ reading */
 
-static void ing__take_entries(ing_shard *sh, const redisReply *entries)
+/* Adds a read's entries to the lane's batch, leaving out those some lane of
+ * the shard already holds when `except_held` (claims: an entry a lane has
+ * been retrying for longer than the idle time is still that lane's). */
+static void ing__take_entries(ing_lane *ln, const redisReply *entries, int except_held)
 {
-    if (ing_batch_add_entries(&sh->batch, entries) < 0) {
-        cdp_log(CDP_LOG_ERROR, "malformed stream entries", "{s:i}", "shard", (int)sh->index);
-        ing_batch_clear(&sh->batch);
+    ing_pipeline *p = ln->p;
+    const ing_batch *held[ING_MAX_PIPELINE_LANES];
+    size_t n_held = 0;
+    for (int l = 0; except_held && l < p->cfg.lanes; l++)
+        held[n_held++] = &ln->sh->lanes[l].batch;
+    if (ing_batch_add_entries_except(&ln->batch, entries, held, n_held) < 0) {
+        cdp_log(CDP_LOG_ERROR, "malformed stream entries", "{s:i,s:i}", "shard", (int)ln->sh->index,
+                "lane", (int)ln->no);
+        ing_batch_clear(&ln->batch);
         return;
     }
-    int64_t oldest = ing_batch_oldest_received_ms(&sh->batch);
+    int64_t oldest = ing_batch_oldest_received_ms(&ln->batch);
     if (oldest > 0)
-        cdp_metrics_set(ING_PIPELINE_METRIC_LAG, sh->labels,
+        cdp_metrics_set(ING_PIPELINE_METRIC_LAG, ln->sh->labels,
                         (double)(cdp_now_ms() - oldest) / ING_MS_PER_S);
 }
 
@@ -184,142 +239,167 @@ static const redisReply *ing__xread_entries(const redisReply *reply)
 
 /* Called first by every step's callback: the step is over. Returns 1 when
  * the callback must not go on (stopping, or the batch went stale). */
-static int ing__step_done(ing_shard *sh)
+static int ing__step_done(ing_lane *ln)
 {
-    sh->busy = 0;
-    if (sh->p->stopping) {
-        ing_batch_clear(&sh->batch);
-        ing__maybe_stopped(sh->p);
+    ln->busy = 0;
+    if (ln->p->stopping) {
+        ing_batch_clear(&ln->batch);
+        ing__maybe_stopped(ln->p);
         return 1;
     }
-    if (sh->stale) {
-        sh->stale = 0;
-        ing_batch_clear(&sh->batch);
-        ing__next(sh);
+    if (ln->stale) {
+        ln->stale = 0;
+        ing_batch_clear(&ln->batch);
+        ing__next(ln);
         return 1;
     }
     return 0;
 }
 
-static int ing__read_failed(ing_shard *sh, const redisReply *reply, const char *err)
+static int ing__read_failed(ing_lane *ln, const redisReply *reply, const char *err)
 {
     if (reply && reply->type != REDIS_REPLY_ERROR)
         return 0;
     const char *why = ing__reply_err(reply, err);
     if (strstr(why, "NOGROUP"))
-        sh->group_ready = 0;
-    ing__backoff(sh, "read: %s", why);
+        ln->group_ready = 0;
+    ing__backoff(ln, "read: %s", why);
     return 1;
 }
 
 static void ing__on_new(redisReply *reply, const char *err, void *ud)
 {
-    ing_shard *sh = ud;
-    if (ing__step_done(sh) || ing__read_failed(sh, reply, err))
+    ing_lane *ln = ud;
+    if (ing__step_done(ln) || ing__read_failed(ln, reply, err))
         return;
     const redisReply *entries = ing__xread_entries(reply);
     if (entries && entries->elements > 0)
-        ing__take_entries(sh, entries);
+        ing__take_entries(ln, entries, 0);
     else
-        cdp_metrics_set(ING_PIPELINE_METRIC_LAG, sh->labels, 0);
-    ing__next(sh);
+        cdp_metrics_set(ING_PIPELINE_METRIC_LAG, ln->sh->labels, 0);
+    ing__next(ln);
 }
 
+/* A page of one lane name's pending entries; an empty page moves on to the
+ * next lane name, and after the last the own-pending replay is over. */
 static void ing__on_own(redisReply *reply, const char *err, void *ud)
 {
-    ing_shard *sh = ud;
-    if (ing__step_done(sh) || ing__read_failed(sh, reply, err))
+    ing_lane *ln = ud;
+    if (ing__step_done(ln) || ing__read_failed(ln, reply, err))
         return;
     const redisReply *entries = ing__xread_entries(reply);
     if (!entries || entries->elements == 0) {
-        sh->own_pending = 0;
+        strcpy(ln->own_cursor, "0");
+        if (++ln->own_lane >= (unsigned)ln->p->cfg.lanes)
+            ln->own_pending = 0;
     } else {
         const redisReply *last = entries->element[entries->elements - 1];
         if (last->type == REDIS_REPLY_ARRAY && last->elements > 0 && last->element[0]->str)
-            snprintf(sh->own_cursor, sizeof sh->own_cursor, "%s", last->element[0]->str);
-        ing__take_entries(sh, entries);
+            snprintf(ln->own_cursor, sizeof ln->own_cursor, "%s", last->element[0]->str);
+        ing__take_entries(ln, entries, 0);
+        ln->replaying = 1;
     }
-    ing__next(sh);
+    ing__next(ln);
 }
 
 static void ing__on_claim(redisReply *reply, const char *err, void *ud)
 {
-    ing_shard *sh = ud;
-    if (ing__step_done(sh) || ing__read_failed(sh, reply, err))
+    ing_lane *ln = ud;
+    if (ing__step_done(ln) || ing__read_failed(ln, reply, err))
         return;
     /* Redis 7: [next cursor, entries, deleted ids]. */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {
-        ing__backoff(sh, "claim: unexpected reply");
+        ing__backoff(ln, "claim: unexpected reply");
         return;
     }
-    snprintf(sh->claim_cursor, sizeof sh->claim_cursor, "%s", reply->element[0]->str);
-    if (strcmp(sh->claim_cursor, "0-0") == 0)
-        sh->claim_due = 0;
+    snprintf(ln->claim_cursor, sizeof ln->claim_cursor, "%s", reply->element[0]->str);
     if (reply->element[1]->elements > 0) {
-        cdp_log(CDP_LOG_INFO, "claimed idle entries", "{s:i,s:i}", "shard", (int)sh->index,
+        cdp_log(CDP_LOG_INFO, "claimed idle entries", "{s:i,s:i}", "shard", (int)ln->sh->index,
                 "entries", (int)reply->element[1]->elements);
-        ing__take_entries(sh, reply->element[1]);
+        size_t before = ln->batch.n;
+        ing__take_entries(ln, reply->element[1], 1);
+        if (ln->batch.n > before) {
+            ln->replaying = 1;
+            ln->claim_found = 1;
+        }
     }
-    ing__next(sh);
+    if (strcmp(ln->claim_cursor, "0-0") == 0) {
+        /* A round that found entries is followed by one more before they
+         * are applied (see ing__next_replay_lane); not while recovering,
+         * when the other lanes are waiting, nor with a single lane, whose
+         * batches never overlap. */
+        ln->claim_due = 0;
+        ln->claim_hold = ln->claim_found && !ln->sh->recovering && ln->p->cfg.lanes > 1;
+        ln->claim_found = 0;
+    }
+    ing__next(ln);
 }
 
 static void ing__on_group(redisReply *reply, const char *err, void *ud)
 {
-    ing_shard *sh = ud;
-    if (ing__step_done(sh))
+    ing_lane *ln = ud;
+    if (ing__step_done(ln))
         return;
     if (!reply || (reply->type == REDIS_REPLY_ERROR && !strstr(reply->str, "BUSYGROUP"))) {
-        ing__backoff(sh, "create group: %s", ing__reply_err(reply, err));
+        ing__backoff(ln, "create group: %s", ing__reply_err(reply, err));
         return;
     }
-    sh->group_ready = 1;
-    ing__next(sh);
+    ln->group_ready = 1;
+    ing__next(ln);
 }
 
-static void ing__cmd(ing_shard *sh, cdp_redis *r, cdp_redis_cb cb, int argc, const char **argv)
+static void ing__cmd(ing_lane *ln, cdp_redis *r, cdp_redis_cb cb, int argc, const char **argv)
 {
     size_t lens[ING_MAX_ARGV];
     for (int i = 0; i < argc && i < ING_MAX_ARGV; i++)
         lens[i] = strlen(argv[i]);
-    sh->busy = 1;
-    cdp_redis_command(r, sh->key, strlen(sh->key), cb, sh, argc, argv, lens);
+    ln->busy = 1;
+    cdp_redis_command(r, ln->sh->key, strlen(ln->sh->key), cb, ln, argc, argv, lens);
 }
 
-static void ing__create_group(ing_shard *sh)
+static void ing__create_group(ing_lane *ln)
 {
-    const char *argv[] = {"XGROUP", "CREATE", sh->key, ING_LOG_GROUP, "0", "MKSTREAM"};
-    ing__cmd(sh, sh->p->redis, ing__on_group, 6, argv);
+    const char *argv[] = {"XGROUP", "CREATE", ln->sh->key, ING_LOG_GROUP, "0", "MKSTREAM"};
+    ing__cmd(ln, ln->p->redis, ing__on_group, 6, argv);
 }
 
-static void ing__read_own(ing_shard *sh)
+/* COUNT of the next replay read: a page, within what the batch may still take. */
+static void ing__replay_count(const ing_lane *ln, char *out, size_t outlen)
+{
+    size_t room = ln->p->replay_cap - ln->batch.n;
+    size_t page = (size_t)ln->p->cfg.batch;
+    snprintf(out, outlen, "%zu", room < page ? room : page);
+}
+
+static void ing__read_own(ing_lane *ln)
 {
     char count[ING_NUM_BUFSZ];
-    snprintf(count, sizeof count, "%d", sh->p->cfg.batch);
-    const char *argv[] = {"XREADGROUP", "GROUP", ING_LOG_GROUP, sh->p->consumer, "COUNT", count,
-                          "STREAMS", sh->key, sh->own_cursor};
-    ing__cmd(sh, sh->p->redis, ing__on_own, 9, argv);
+    ing__replay_count(ln, count, sizeof count);
+    const char *argv[] = {"XREADGROUP", "GROUP", ING_LOG_GROUP, ln->sh->lanes[ln->own_lane].consumer,
+                          "COUNT", count, "STREAMS", ln->sh->key, ln->own_cursor};
+    ing__cmd(ln, ln->p->redis, ing__on_own, 9, argv);
 }
 
-static void ing__claim(ing_shard *sh)
+static void ing__claim(ing_lane *ln)
 {
     char count[ING_NUM_BUFSZ], idle[ING_NUM_BUFSZ];
-    snprintf(count, sizeof count, "%d", sh->p->cfg.batch);
-    snprintf(idle, sizeof idle, "%d", sh->p->cfg.claim_idle_ms);
-    const char *argv[] = {"XAUTOCLAIM", sh->key, ING_LOG_GROUP, sh->p->consumer, idle,
-                          sh->claim_cursor, "COUNT", count};
-    ing__cmd(sh, sh->p->redis, ing__on_claim, 8, argv);
+    ing__replay_count(ln, count, sizeof count);
+    snprintf(idle, sizeof idle, "%d", ln->p->cfg.claim_idle_ms);
+    const char *argv[] = {"XAUTOCLAIM", ln->sh->key, ING_LOG_GROUP, ln->consumer, idle,
+                          ln->claim_cursor, "COUNT", count};
+    ing__cmd(ln, ln->p->redis, ing__on_claim, 8, argv);
 }
 
-static void ing__read_new(ing_shard *sh)
+static void ing__read_new(ing_lane *ln)
 {
     char count[ING_NUM_BUFSZ], block[ING_NUM_BUFSZ];
-    snprintf(count, sizeof count, "%d", sh->p->cfg.batch);
-    snprintf(block, sizeof block, "%d", sh->p->cfg.block_ms);
-    const char *argv[] = {"XREADGROUP", "GROUP", ING_LOG_GROUP, sh->p->consumer, "COUNT", count,
-                          "BLOCK", block, "STREAMS", sh->key, ">"};
-    ing__cmd(sh, sh->blk, ing__on_new, 11, argv);
+    snprintf(count, sizeof count, "%d", ln->p->cfg.batch);
+    snprintf(block, sizeof block, "%d", ln->p->cfg.block_ms);
+    const char *argv[] = {"XREADGROUP", "GROUP", ING_LOG_GROUP, ln->consumer, "COUNT", count,
+                          "BLOCK", block, "STREAMS", ln->sh->key, ">"};
+    ing__cmd(ln, ln->blk, ing__on_new, 11, argv);
 }
 
 /* ------------------------------------------------------------------ identity and profile */
@@ -330,14 +410,14 @@ static const char *ing__step_name(ing_step step)
 }
 
 /* Starts one call of `step` over entries idx[0..n); ud is handed to cb. */
-static int ing__call(ing_shard *sh, ing_step step, const size_t *idx, size_t n, cdp_rpc_done cb,
+static int ing__call(ing_lane *ln, ing_step step, const size_t *idx, size_t n, cdp_rpc_done cb,
                      void *ud)
 {
-    ing_pipeline *p = sh->p;
+    ing_pipeline *p = ln->p;
     int rc = -1;
     if (step == ING_STEP_RESOLVE) {
         ing_resolve_build rb;
-        if (ing_resolve_build_make(&rb, &sh->batch, idx, n) != 0)
+        if (ing_resolve_build_make(&rb, &ln->batch, idx, n) != 0)
             return -1;
         if (p->identity)
             rc = cdp_rpc_unary(p->identity, &cdp__v1__identity__descriptor, "ResolveBatch",
@@ -345,7 +425,7 @@ static int ing__call(ing_shard *sh, ing_step step, const size_t *idx, size_t n, 
         ing_resolve_build_free(&rb);
     } else {
         ing_apply_build ab;
-        if (ing_apply_build_make(&ab, &sh->batch, idx, n) != 0)
+        if (ing_apply_build_make(&ab, &ln->batch, idx, n) != 0)
             return -1;
         if (p->profile)
             rc = cdp_rpc_unary(p->profile, &cdp__v1__profile__descriptor, "ApplyEvents",
@@ -357,136 +437,137 @@ static int ing__call(ing_shard *sh, ing_step step, const size_t *idx, size_t n, 
 
 /* The step's answer for one entry that was sent alone. Returns -1 when the
  * answer does not fit the request (treated as a whole-batch failure). */
-static int ing__take_one(ing_shard *sh, ing_step step, size_t entry, const ProtobufCMessage *resp)
+static int ing__take_one(ing_lane *ln, ing_step step, size_t entry, const ProtobufCMessage *resp)
 {
     if (step == ING_STEP_RESOLVE)
-        return ing_batch_take_resolve(&sh->batch, &entry, 1,
+        return ing_batch_take_resolve(&ln->batch, &entry, 1,
                                       (const Cdp__V1__ResolveBatchResponse *)resp);
-    sh->batch.e[entry].state = ING_ENTRY_DONE;
+    ln->batch.e[entry].state = ING_ENTRY_DONE;
     return 0;
 }
 
-static void ing__after_step(ing_shard *sh, ing_step step)
+/* After a resolve call: the next chunk, or the apply once every entry has
+ * an answer. After the apply: the finishing script. */
+static void ing__after_step(ing_lane *ln, ing_step step)
 {
     if (step == ING_STEP_RESOLVE)
-        ing__apply_all(sh);
+        ing__start_step(ln, ING_STEP_RESOLVE);
     else
-        ing__finish(sh);
+        ing__finish(ln);
 }
 
 static void ing__on_single(grpc_status_code code, const char *details,
                            const ProtobufCMessage *resp, void *ud)
 {
     ing__single *one = ud;
-    ing_shard *sh = one->sh;
-    ing_entry *e = &sh->batch.e[one->entry];
-    if (!sh->p->stopping) {
+    ing_lane *ln = one->ln;
+    ing_entry *e = &ln->batch.e[one->entry];
+    if (!ln->p->stopping) {
         if (code == GRPC_STATUS_OK) {
-            if (ing__take_one(sh, one->step, one->entry, resp) != 0 && !sh->singles_transient) {
-                sh->singles_transient = 1;
-                snprintf(sh->singles_err, sizeof sh->singles_err, "%s: malformed answer",
+            if (ing__take_one(ln, one->step, one->entry, resp) != 0 && !ln->singles_transient) {
+                ln->singles_transient = 1;
+                snprintf(ln->singles_err, sizeof ln->singles_err, "%s: malformed answer",
                          ing__step_name(one->step));
             }
         } else if (ing_status_is_rejection(code)) {
             ing_entry_fail(e, "%s: %s", ing__step_name(one->step), details ? details : "rejected");
-        } else if (!sh->singles_transient) {
-            sh->singles_transient = 1;
-            snprintf(sh->singles_err, sizeof sh->singles_err, "%s: %s", ing__step_name(one->step),
+        } else if (!ln->singles_transient) {
+            ln->singles_transient = 1;
+            snprintf(ln->singles_err, sizeof ln->singles_err, "%s: %s", ing__step_name(one->step),
                      details ? details : "failed");
         }
     }
     ing_step step = one->step;
     free(one);
-    if (--sh->singles_pending > 0)
+    if (--ln->singles_pending > 0)
         return;
-    if (ing__step_done(sh))
+    if (ing__step_done(ln))
         return;
-    if (sh->singles_transient) {
-        ing__backoff(sh, "%s", sh->singles_err);
+    if (ln->singles_transient) {
+        ing__backoff(ln, "%s", ln->singles_err);
         return;
     }
-    ing__after_step(sh, step);
+    ing__after_step(ln, step);
 }
 
 /* A service rejected the batch: send its events one by one so that only
  * the culprit fails. */
-static void ing__singles(ing_shard *sh, ing_step step)
+static void ing__singles(ing_lane *ln, ing_step step)
 {
-    size_t n = sh->n_idx;
-    sh->singles_pending = 1; /* held while starting */
-    sh->singles_transient = 0;
-    sh->busy = 1;
+    size_t n = ln->n_idx;
+    ln->singles_pending = 1; /* held while starting */
+    ln->singles_transient = 0;
+    ln->busy = 1;
     for (size_t k = 0; k < n; k++) {
         ing__single *one = calloc(1, sizeof *one);
         if (!one) {
-            sh->singles_transient = 1;
-            snprintf(sh->singles_err, sizeof sh->singles_err, "out of memory");
+            ln->singles_transient = 1;
+            snprintf(ln->singles_err, sizeof ln->singles_err, "out of memory");
             break;
         }
-        one->sh = sh;
-        one->entry = sh->idx[k];
+        one->ln = ln;
+        one->entry = ln->idx[k];
         one->step = step;
-        sh->singles_pending++;
-        if (ing__call(sh, step, &one->entry, 1, ing__on_single, one) != 0) {
-            sh->singles_pending--;
+        ln->singles_pending++;
+        if (ing__call(ln, step, &one->entry, 1, ing__on_single, one) != 0) {
+            ln->singles_pending--;
             free(one);
-            sh->singles_transient = 1;
-            snprintf(sh->singles_err, sizeof sh->singles_err, "%s: call not started",
+            ln->singles_transient = 1;
+            snprintf(ln->singles_err, sizeof ln->singles_err, "%s: call not started",
                      ing__step_name(step));
             break;
         }
     }
-    if (--sh->singles_pending > 0)
+    if (--ln->singles_pending > 0)
         return;
-    if (ing__step_done(sh))
+    if (ing__step_done(ln))
         return;
-    if (sh->singles_transient)
-        ing__backoff(sh, "%s", sh->singles_err);
+    if (ln->singles_transient)
+        ing__backoff(ln, "%s", ln->singles_err);
     else
-        ing__after_step(sh, step);
+        ing__after_step(ln, step);
 }
 
 /* A whole-step answer. OK: take it. A rejection: narrow it down (or fail
  * the lone event). Anything else: retry the batch later. */
-static void ing__on_step(ing_shard *sh, ing_step step, grpc_status_code code, const char *details,
+static void ing__on_step(ing_lane *ln, ing_step step, grpc_status_code code, const char *details,
                          const ProtobufCMessage *resp)
 {
-    if (ing__step_done(sh))
+    if (ing__step_done(ln))
         return;
     if (code == GRPC_STATUS_OK) {
         if (step == ING_STEP_RESOLVE &&
-            ing_batch_take_resolve(&sh->batch, sh->idx, sh->n_idx,
+            ing_batch_take_resolve(&ln->batch, ln->idx, ln->n_idx,
                                    (const Cdp__V1__ResolveBatchResponse *)resp) != 0) {
-            ing__backoff(sh, "identity answered a different number of results");
+            ing__backoff(ln, "identity answered a different number of results");
             return;
         }
         if (step == ING_STEP_APPLY) {
             /* Profile must account for every event it was sent; anything
              * else (a truncated request, a version skew) is not done. */
             const Cdp__V1__ApplyEventsResponse *ar = (const Cdp__V1__ApplyEventsResponse *)resp;
-            if ((size_t)ar->applied + (size_t)ar->duplicates != sh->n_idx) {
-                ing__backoff(sh, "profile accounted for %d of %zu events",
-                             (int)(ar->applied + ar->duplicates), sh->n_idx);
+            if ((size_t)ar->applied + (size_t)ar->duplicates != ln->n_idx) {
+                ing__backoff(ln, "profile accounted for %d of %zu events",
+                             (int)(ar->applied + ar->duplicates), ln->n_idx);
                 return;
             }
+            for (size_t k = 0; k < ln->n_idx; k++)
+                ln->batch.e[ln->idx[k]].state = ING_ENTRY_DONE;
         }
-        if (step == ING_STEP_APPLY)
-            for (size_t k = 0; k < sh->n_idx; k++)
-                sh->batch.e[sh->idx[k]].state = ING_ENTRY_DONE;
-        ing__after_step(sh, step);
+        ing__after_step(ln, step);
         return;
     }
-    if (ing_status_is_rejection(code) && sh->n_idx > 1) {
-        ing__singles(sh, step);
+    if (ing_status_is_rejection(code) && ln->n_idx > 1) {
+        ing__singles(ln, step);
         return;
     }
     if (ing_status_is_rejection(code)) {
-        ing_entry_fail(&sh->batch.e[sh->idx[0]], "%s: %s", ing__step_name(step),
+        ing_entry_fail(&ln->batch.e[ln->idx[0]], "%s: %s", ing__step_name(step),
                        details ? details : "rejected");
-        ing__after_step(sh, step);
+        ing__after_step(ln, step);
         return;
     }
-    ing__backoff(sh, "%s: %s (%d)", ing__step_name(step), details ? details : "", (int)code);
+    ing__backoff(ln, "%s: %s (%d)", ing__step_name(step), details ? details : "", (int)code);
 }
 
 static void ing__on_resolved(grpc_status_code code, const char *details,
@@ -501,94 +582,100 @@ static void ing__on_applied(grpc_status_code code, const char *details,
     ing__on_step(ud, ING_STEP_APPLY, code, details, resp);
 }
 
-static void ing__start_step(ing_shard *sh, ing_step step)
+/* Resolve: the next chunk of entries identity has not answered for (at
+ * most what one ResolveBatch takes); when none is left, apply: every live
+ * entry in one call; when none is left, finish. */
+static void ing__start_step(ing_lane *ln, ing_step step)
 {
-    sh->n_idx = ing_batch_live(&sh->batch, sh->idx);
-    if (sh->n_idx == 0) {
-        ing__after_step(sh, step);
-        return;
+    if (step == ING_STEP_RESOLVE) {
+        ln->n_idx = ing_batch_unresolved(&ln->batch, ln->idx, ING_RESOLVE_MAX_REQUESTS);
+        if (ln->n_idx == 0)
+            step = ING_STEP_APPLY;
     }
-    sh->busy = 1;
+    if (step == ING_STEP_APPLY) {
+        ln->n_idx = ing_batch_live(&ln->batch, ln->idx);
+        if (ln->n_idx == 0) {
+            ing__finish(ln);
+            return;
+        }
+    }
+    ln->busy = 1;
     cdp_rpc_done cb = step == ING_STEP_RESOLVE ? ing__on_resolved : ing__on_applied;
-    if (ing__call(sh, step, sh->idx, sh->n_idx, cb, sh) != 0) {
-        sh->busy = 0;
-        ing__backoff(sh, "%s: call not started", ing__step_name(step));
+    if (ing__call(ln, step, ln->idx, ln->n_idx, cb, ln) != 0) {
+        ln->busy = 0;
+        ing__backoff(ln, "%s: call not started", ing__step_name(step));
     }
 }
 
-static void ing__apply_all(ing_shard *sh)
+static void ing__process(ing_lane *ln)
 {
-    ing__start_step(sh, ING_STEP_APPLY);
-}
-
-static void ing__process(ing_shard *sh)
-{
-    size_t *idx = realloc(sh->idx, (sh->batch.n ? sh->batch.n : 1) * sizeof *idx);
+    size_t *idx = realloc(ln->idx, (ln->batch.n ? ln->batch.n : 1) * sizeof *idx);
     if (!idx) {
-        ing__backoff(sh, "out of memory");
+        ing__backoff(ln, "out of memory");
         return;
     }
-    sh->idx = idx;
-    ing_batch_reset(&sh->batch);
-    ing__start_step(sh, ING_STEP_RESOLVE);
+    ln->idx = idx;
+    ln->claim_hold = 0; /* what was held is in this batch */
+    ing_batch_reset(&ln->batch);
+    ing__start_step(ln, ING_STEP_RESOLVE);
 }
 
 /* ------------------------------------------------------------------ finishing */
 
 static void ing__on_finished(ing_log_rc rc, const char *err, void *ud)
 {
-    ing_shard *sh = ud;
-    sh->busy = 0;
-    sh->stale = 0; /* the batch is cleared below either way */
+    ing_lane *ln = ud;
+    ln->busy = 0;
+    ln->stale = 0; /* the batch is cleared below either way */
     if (rc != ING_LOG_OK) {
         /* Nothing was acknowledged: the entries stay pending and come back
          * through the claim loop; downstream application is idempotent. */
-        cdp_log(CDP_LOG_WARN, "cannot finish batch; entries stay pending", "{s:i,s:s}", "shard",
-                (int)sh->index, "error", err ? err : "");
-        ing_batch_clear(&sh->batch);
-        ing__backoff(sh, "finish: %s", err ? err : "");
+        cdp_log(CDP_LOG_WARN, "cannot finish batch; entries stay pending", "{s:i,s:i,s:s}", "shard",
+                (int)ln->sh->index, "lane", (int)ln->no, "error", err ? err : "");
+        ing_batch_clear(&ln->batch);
+        ing__backoff(ln, "finish: %s", err ? err : "");
         return;
     }
     long long applied = 0;
-    for (size_t i = 0; i < sh->batch.n; i++)
-        if (sh->batch.e[i].state == ING_ENTRY_DONE && sh->batch.e[i].ev)
+    for (size_t i = 0; i < ln->batch.n; i++)
+        if (ln->batch.e[i].state == ING_ENTRY_DONE && ln->batch.e[i].ev)
             applied++;
     ing__count("applied", applied);
-    ing__count("retry", sh->fin.retrying);
-    ing__count("dead_letter", sh->fin.dead);
-    if (sh->fin.dead > 0)
-        cdp_log(CDP_LOG_WARN, "events dead-lettered", "{s:i,s:I}", "shard", (int)sh->index,
-                "events", (json_int_t)sh->fin.dead);
-    for (size_t i = 0; i < sh->batch.n; i++)
-        if (sh->batch.e[i].state == ING_ENTRY_FAILED)
+    ing__count("retry", ln->fin.retrying);
+    ing__count("dead_letter", ln->fin.dead);
+    if (ln->fin.dead > 0)
+        cdp_log(CDP_LOG_WARN, "events dead-lettered", "{s:i,s:I}", "shard", (int)ln->sh->index,
+                "events", (json_int_t)ln->fin.dead);
+    for (size_t i = 0; i < ln->batch.n; i++)
+        if (ln->batch.e[i].state == ING_ENTRY_FAILED)
             cdp_log(CDP_LOG_INFO, "event failed in the pipeline", "{s:s,s:s,s:s}", "message_id",
-                    sh->batch.e[i].message_id, "stream_id", sh->batch.e[i].stream_id, "reason",
-                    sh->batch.e[i].reason);
-    sh->backoff_ms = 0;
-    ing_batch_clear(&sh->batch);
-    if (sh->p->stopping) {
-        ing__maybe_stopped(sh->p);
+                    ln->batch.e[i].message_id, "stream_id", ln->batch.e[i].stream_id, "reason",
+                    ln->batch.e[i].reason);
+    ln->backoff_ms = 0;
+    ing_batch_clear(&ln->batch);
+    if (ln->p->stopping) {
+        ing__maybe_stopped(ln->p);
         return;
     }
-    ing__next(sh);
+    ing__next(ln);
 }
 
-static void ing__finish(ing_shard *sh)
+static void ing__finish(ing_lane *ln)
 {
-    ing_pipeline *p = sh->p;
-    size_t n = sh->batch.n, n_done = 0, n_fail = 0;
-    const char **done = realloc(sh->done_ids, (n ? n : 1) * sizeof *done);
+    ing_pipeline *p = ln->p;
+    size_t n = ln->batch.n, n_done = 0, n_fail = 0;
+    const char **done = realloc(ln->done_ids, (n ? n : 1) * sizeof *done);
     if (done)
-        sh->done_ids = done;
-    ing_log_failure *fails = realloc(sh->fails, (n ? n : 1) * sizeof *fails);
+        ln->done_ids = done;
+    ing_log_failure *fails = realloc(ln->fails, (n ? n : 1) * sizeof *fails);
     if (fails)
-        sh->fails = fails;
+        ln->fails = fails;
     if (!done || !fails) {
-        ing__backoff(sh, "out of memory");
+        ing__backoff(ln, "out of memory");
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        ing_entry *e = &sh->batch.e[i];
+        ing_entry *e = &ln->batch.e[i];
         if (e->state == ING_ENTRY_DONE) {
             done[n_done++] = e->stream_id;
         } else if (e->state == ING_ENTRY_FAILED) {
@@ -601,53 +688,109 @@ static void ing__finish(ing_shard *sh)
             f->force = e->force;
         }
     }
-    sh->busy = 1;
-    ing_log_finish(p->log, sh->index, done, n_done, fails, n_fail, p->cfg.max_attempts,
-                   cdp_now_ms(), &sh->fin, ing__on_finished, sh);
+    ln->busy = 1;
+    ing_log_finish(p->log, ln->sh->index, done, n_done, fails, n_fail, p->cfg.max_attempts,
+                   cdp_now_ms(), &ln->fin, ing__on_finished, ln);
 }
 
-/* ------------------------------------------------------------------ the shard loop */
+/* ------------------------------------------------------------------ the lane loop */
 
-static void ing__next(ing_shard *sh)
+/* 1 while the replay lane should read more replays into its batch of
+ * replays before processing it. */
+static int ing__collecting(const ing_lane *ln)
 {
-    ing_pipeline *p = sh->p;
-    if (sh->busy || sh->in_backoff)
+    return ing__is_replay_lane(ln) && ln->replaying && ln->batch.n < ln->p->replay_cap &&
+           (ln->own_pending || ln->claim_due || ln->claim_hold);
+}
+
+/* 1 if a lane of the shard other than the replay lane has a step in flight. */
+static int ing__others_busy(const ing_shard *sh, int lanes)
+{
+    for (int l = 0; l < lanes; l++)
+        if (l != ING_REPLAY_LANE && sh->lanes[l].busy)
+            return 1;
+    return 0;
+}
+
+/* The replay lane, once its group exists and it holds no batch to process:
+ * own pending entries of every lane name (after the other lanes have let go
+ * of what they were doing), then a due claim round, then new entries. The
+ * other lanes start reading once the own pending entries and the first
+ * claim round are replayed.
+ *
+ * Entries a claim round found are held until a later round finds nothing
+ * more (one claim interval): the batches a crashed replica's lanes held
+ * become idle at slightly different times, and they are applied together
+ * only if they are claimed into one batch (see the header comment). */
+static void ing__next_replay_lane(ing_lane *ln)
+{
+    ing_shard *sh = ln->sh;
+    int lanes = ln->p->cfg.lanes;
+    if (ln->own_pending) {
+        if (!ing__others_busy(sh, lanes))
+            ing__read_own(ln);
+        return;
+    }
+    if (ln->claim_due) {
+        ing__claim(ln);
+        return;
+    }
+    if (sh->recovering) {
+        sh->recovering = 0;
+        for (int l = 0; l < lanes; l++)
+            if (l != ING_REPLAY_LANE)
+                ing__next(&sh->lanes[l]);
+    }
+    if (ln->claim_hold && ln->batch.n > 0)
+        return; /* the claim timer wakes this lane */
+    ln->claim_hold = 0;
+    ing__read_new(ln);
+}
+
+static void ing__next(ing_lane *ln)
+{
+    ing_pipeline *p = ln->p;
+    if (ln->busy || ln->in_backoff)
         return;
     if (p->stopping) {
-        ing_batch_clear(&sh->batch);
+        ing_batch_clear(&ln->batch);
         ing__maybe_stopped(p);
         return;
     }
     if (!p->redis_up)
         return;
-    if (sh->batch.n > 0)
-        ing__process(sh);
-    else if (!sh->group_ready)
-        ing__create_group(sh);
-    else if (sh->own_pending)
-        ing__read_own(sh);
-    else if (sh->claim_due)
-        ing__claim(sh);
+    if (ln->batch.n == 0)
+        ln->replaying = 0;
+    ing_lane *replay = &ln->sh->lanes[ING_REPLAY_LANE];
+    if (ln->batch.n > 0 && !ing__collecting(ln))
+        ing__process(ln);
+    else if (!ing__is_replay_lane(ln) && ln->sh->recovering)
+        ing__next(replay); /* it may have been waiting for this lane */
+    else if (!ln->group_ready)
+        ing__create_group(ln);
+    else if (ing__is_replay_lane(ln))
+        ing__next_replay_lane(ln);
     else
-        ing__read_new(sh);
+        ing__read_new(ln);
 }
 
 static void ing__on_backoff(uv_timer_t *t)
 {
-    ing_shard *sh = t->data;
-    sh->in_backoff = 0;
-    ing__next(sh);
+    ing_lane *ln = t->data;
+    ln->in_backoff = 0;
+    ing__next(ln);
 }
 
 static void ing__on_claim_timer(uv_timer_t *t)
 {
     ing_pipeline *p = t->data;
     for (unsigned s = 0; s < p->n_shards; s++) {
-        ing_shard *sh = &p->shards[s];
-        if (!sh->claim_due) {
-            sh->claim_due = 1;
-            strcpy(sh->claim_cursor, "0-0");
+        ing_lane *ln = &p->shards[s].lanes[ING_REPLAY_LANE];
+        if (!ln->claim_due) {
+            ln->claim_due = 1;
+            strcpy(ln->claim_cursor, "0-0");
         }
+        ing__next(ln); /* it may be holding claimed entries for this round */
     }
 }
 
@@ -662,17 +805,17 @@ static void ing__consumer_name(char *out, size_t outlen)
     snprintf(out, outlen, "%s-%ld", host, (long)getpid());
 }
 
-static int ing__shard_init(ing_pipeline *p, ing_shard *sh, unsigned index)
+static int ing__lane_init(ing_pipeline *p, ing_shard *sh, ing_lane *ln, unsigned no)
 {
-    sh->p = p;
-    sh->index = index;
-    ing_batch_init(&sh->batch);
-    ing_log_key(sh->key, sizeof sh->key, index, "events");
-    snprintf(sh->labels, sizeof sh->labels, "shard=\"%u\"", index);
-    strcpy(sh->own_cursor, "0");
-    strcpy(sh->claim_cursor, "0-0");
-    uv_timer_init(p->loop, &sh->timer);
-    sh->timer.data = sh;
+    ln->p = p;
+    ln->sh = sh;
+    ln->no = no;
+    snprintf(ln->consumer, sizeof ln->consumer, "%s-%u", p->consumer, no);
+    ing_batch_init(&ln->batch);
+    strcpy(ln->own_cursor, "0");
+    strcpy(ln->claim_cursor, "0-0");
+    uv_timer_init(p->loop, &ln->timer);
+    ln->timer.data = ln;
     p->timers_open++;
     cdp_redis_opts ro;
     memset(&ro, 0, sizeof ro);
@@ -680,13 +823,28 @@ static int ing__shard_init(ing_pipeline *p, ing_shard *sh, unsigned index)
     ro.connect_timeout_ms = p->cfg.redis_connect_timeout_ms;
     /* A blocked read legitimately takes block_ms before it answers. */
     ro.command_timeout_ms = p->cfg.redis_command_timeout_ms + p->cfg.block_ms;
-    sh->blk = cdp_redis_new(p->loop, &ro);
-    if (!sh->blk) {
-        sh->blk_closed = 1;
+    ln->blk = cdp_redis_new(p->loop, &ro);
+    if (!ln->blk) {
+        ln->blk_closed = 1;
         return -1;
     }
-    cdp_redis_start(sh->blk);
+    cdp_redis_start(ln->blk);
     return 0;
+}
+
+/* Sets up shard `index` and its lanes; every lane's timer is open and
+ * counted even when a lane's Redis client cannot be created. */
+static int ing__shard_init(ing_pipeline *p, ing_shard *sh, unsigned index)
+{
+    sh->index = index;
+    ing_log_key(sh->key, sizeof sh->key, index, "events");
+    snprintf(sh->labels, sizeof sh->labels, "shard=\"%u\"", index);
+    sh->lanes = &p->lanes[(size_t)index * (size_t)p->cfg.lanes];
+    int rc = 0;
+    for (int l = 0; l < p->cfg.lanes; l++)
+        if (ing__lane_init(p, sh, &sh->lanes[l], (unsigned)l) != 0)
+            rc = -1;
+    return rc;
 }
 
 ing_pipeline *ing_pipeline_new(uv_loop_t *loop, cdp_redis *redis, ing_log *log,
@@ -699,15 +857,23 @@ ing_pipeline *ing_pipeline_new(uv_loop_t *loop, cdp_redis *redis, ing_log *log,
     p->redis = redis;
     p->log = log;
     p->cfg = *cfg;
+    if (p->cfg.lanes < 1)
+        p->cfg.lanes = 1;
+    if (p->cfg.lanes > ING_MAX_PIPELINE_LANES)
+        p->cfg.lanes = ING_MAX_PIPELINE_LANES;
     p->n_shards = log->cfg.shards;
+    p->n_lanes = p->n_shards * (unsigned)p->cfg.lanes;
+    size_t cap = (size_t)p->cfg.lanes * (size_t)p->cfg.batch;
+    p->replay_cap = cap < ING_APPLY_MAX_EVENTS ? cap : ING_APPLY_MAX_EVENTS;
     ing__consumer_name(p->consumer, sizeof p->consumer);
     uv_timer_init(loop, &p->claim_timer);
     p->claim_timer.data = p;
     p->timers_open = 1;
     p->shards = calloc(p->n_shards, sizeof *p->shards);
+    p->lanes = calloc(p->n_lanes, sizeof *p->lanes);
     p->identity = cdp_rpc_channel_new(loop, cfg->identity_addr, NULL);
     p->profile = cdp_rpc_channel_new(loop, cfg->profile_addr, NULL);
-    if (!p->shards || !p->identity || !p->profile) {
+    if (!p->shards || !p->lanes || !p->identity || !p->profile) {
         cdp_log(CDP_LOG_ERROR, "cannot create the pipeline", "{s:s,s:s}", "identity",
                 cfg->identity_addr, "profile", cfg->profile_addr);
         return NULL;
@@ -718,9 +884,36 @@ ing_pipeline *ing_pipeline_new(uv_loop_t *loop, cdp_redis *redis, ing_log *log,
                     cfg->redis_addrs);
             return NULL;
         }
-    cdp_log(CDP_LOG_INFO, "pipeline ready", "{s:s,s:i,s:i,s:i}", "consumer", p->consumer, "shards",
-            (int)p->n_shards, "batch", p->cfg.batch, "max_attempts", p->cfg.max_attempts);
+    cdp_log(CDP_LOG_INFO, "pipeline ready", "{s:s,s:i,s:i,s:i,s:i}", "consumer", p->consumer,
+            "shards", (int)p->n_shards, "lanes", p->cfg.lanes, "batch", p->cfg.batch,
+            "max_attempts", p->cfg.max_attempts);
     return p;
+}
+
+/* After any outage: the group may be gone (a Redis restarted empty), and
+ * the batches held before it are read again from the group (their entries
+ * are still pending, or gone with a Redis that lost its data): never
+ * finish entries Redis may no longer hold. */
+static void ing__lane_resume(ing_lane *ln)
+{
+    ln->group_ready = 0;
+    if (ln->in_backoff) {
+        uv_timer_stop(&ln->timer);
+        ln->in_backoff = 0;
+    }
+    if (ln->busy)
+        ln->stale = 1;
+    else
+        ing_batch_clear(&ln->batch);
+    if (ing__is_replay_lane(ln)) {
+        ln->own_pending = 1;
+        ln->own_lane = 0;
+        strcpy(ln->own_cursor, "0");
+        ln->claim_due = 1;
+        strcpy(ln->claim_cursor, "0-0");
+        ln->claim_found = 0;
+        ln->claim_hold = 0;
+    }
 }
 
 void ing_pipeline_set_redis_up(ing_pipeline *p, int up)
@@ -738,34 +931,20 @@ void ing_pipeline_set_redis_up(ing_pipeline *p, int up)
     }
     for (unsigned s = 0; s < p->n_shards; s++) {
         ing_shard *sh = &p->shards[s];
-        /* After any outage: the group may be gone (a Redis restarted
-         * empty), and our own and abandoned entries are worth a look. */
-        sh->group_ready = 0;
-        sh->own_pending = 1;
-        strcpy(sh->own_cursor, "0");
-        sh->claim_due = 1;
-        strcpy(sh->claim_cursor, "0-0");
-        if (sh->in_backoff) {
-            uv_timer_stop(&sh->timer);
-            sh->in_backoff = 0;
-        }
-        /* A batch read before the outage is read again from the group (its
-         * entries are still pending to us, or gone with a Redis that lost
-         * its data): never finish entries Redis may no longer hold. */
-        if (sh->busy)
-            sh->stale = 1;
-        else
-            ing_batch_clear(&sh->batch);
-        ing__next(sh);
+        sh->recovering = 1;
+        for (int l = 0; l < p->cfg.lanes; l++)
+            ing__lane_resume(&sh->lanes[l]);
     }
+    for (unsigned i = 0; i < p->n_lanes; i++)
+        ing__next(&p->lanes[i]);
 }
 
 static void ing__blk_closed(void *ud)
 {
-    ing_shard *sh = ud;
-    sh->blk_closed = 1;
-    sh->blk = NULL;
-    ing__maybe_stopped(sh->p);
+    ing_lane *ln = ud;
+    ln->blk_closed = 1;
+    ln->blk = NULL;
+    ing__maybe_stopped(ln->p);
 }
 
 /* Every timer's data is the pipeline once closing starts. */
@@ -783,14 +962,14 @@ static void ing__maybe_stopped(ing_pipeline *p)
 {
     if (!p->stopping || p->closing_timers)
         return;
-    for (unsigned s = 0; s < p->n_shards; s++)
-        if (p->shards[s].busy || !p->shards[s].blk_closed)
+    for (unsigned i = 0; i < p->n_lanes; i++)
+        if (p->lanes[i].busy || !p->lanes[i].blk_closed)
             return;
     p->closing_timers = 1;
     uv_close((uv_handle_t *)&p->claim_timer, ing__handle_closed);
-    for (unsigned s = 0; s < p->n_shards; s++) {
-        p->shards[s].timer.data = p;
-        uv_close((uv_handle_t *)&p->shards[s].timer, ing__handle_closed);
+    for (unsigned i = 0; i < p->n_lanes; i++) {
+        p->lanes[i].timer.data = p;
+        uv_close((uv_handle_t *)&p->lanes[i].timer, ing__handle_closed);
     }
 }
 
@@ -801,21 +980,21 @@ void ing_pipeline_stop(ing_pipeline *p, void (*done)(void *ud), void *ud)
     p->stop_ud = ud;
     cdp_log(CDP_LOG_INFO, "pipeline stopping", NULL);
     uv_timer_stop(&p->claim_timer);
-    for (unsigned s = 0; s < p->n_shards; s++) {
-        uv_timer_stop(&p->shards[s].timer);
-        p->shards[s].in_backoff = 0;
+    for (unsigned i = 0; i < p->n_lanes; i++) {
+        uv_timer_stop(&p->lanes[i].timer);
+        p->lanes[i].in_backoff = 0;
     }
     /* In-flight calls finish as CANCELLED, blocked reads as "closing"; their
      * batches are abandoned and stay pending in the group. */
     cdp_rpc_channel_close(p->identity);
     cdp_rpc_channel_close(p->profile);
     p->identity = p->profile = NULL;
-    for (unsigned s = 0; s < p->n_shards; s++) {
-        ing_shard *sh = &p->shards[s];
-        if (sh->blk)
-            cdp_redis_close(sh->blk, ing__blk_closed, sh);
+    for (unsigned i = 0; i < p->n_lanes; i++) {
+        ing_lane *ln = &p->lanes[i];
+        if (ln->blk)
+            cdp_redis_close(ln->blk, ing__blk_closed, ln);
         else
-            sh->blk_closed = 1;
+            ln->blk_closed = 1;
     }
     ing__maybe_stopped(p);
 }
@@ -824,12 +1003,13 @@ void ing_pipeline_free(ing_pipeline *p)
 {
     if (!p)
         return;
-    for (unsigned s = 0; p->shards && s < p->n_shards; s++) {
-        ing_batch_free(&p->shards[s].batch);
-        free(p->shards[s].idx);
-        free(p->shards[s].done_ids);
-        free(p->shards[s].fails);
+    for (unsigned i = 0; p->lanes && i < p->n_lanes; i++) {
+        ing_batch_free(&p->lanes[i].batch);
+        free(p->lanes[i].idx);
+        free(p->lanes[i].done_ids);
+        free(p->lanes[i].fails);
     }
+    free(p->lanes);
     free(p->shards);
     free(p);
 }

@@ -6,7 +6,8 @@
  * SIGTERM. With the identity and profile binaries given as well, it also
  * checks that the pipeline drains the log through them, and that four lanes
  * drain a backlog with merges into exact profile counts, also when every
- * Redis connection is cut in the middle.
+ * Redis connection is cut in the middle and when the replica is killed in
+ * the middle and a new one claims its entries.
  *
  *   itest_ingest [<cdp-ingestion> [<cdp-identity> <cdp-profile>]]
  *
@@ -33,6 +34,7 @@
 #include <uv.h>
 
 #include "cdp/v1/ingestion.pb-c.h"
+#include "cdp/v1/profile.pb-c.h"
 #include "cdp_rpc.h"
 
 #define DEFAULT_REDIS_PORT 6421
@@ -741,6 +743,258 @@ static void test_sharded_drain(const char *bin, const char *idn_bin, const char 
     CHECK(stop_process(prf, 10000) == 0, "profile exits cleanly");
 }
 
+/* ------------------------------------------------------------------ lanes */
+
+enum {
+    LANE_COUNT = 4,
+    LANE_PEOPLE = 40,
+    LANE_TRACKS = 10,                        /* per person and phase */
+    LANE_PER_PERSON = 3 * LANE_TRACKS + 1,
+    LANE_EVENTS = LANE_PEOPLE * LANE_PER_PERSON,
+    LANE_INGEST_CALL = 500,                  /* events per Ingest call */
+    LANE_DRAIN_POLLS = 600,                  /* x POLL_MS: ASan builds included */
+    LANE_CUT_POLL_MS = 1,
+};
+#define LANE_ENV_COUNT "CDP_PIPELINE_LANES=4"
+#define LANE_ENV_BATCH "CDP_PIPELINE_BATCH=50" /* many small batches: lanes overlap */
+#define LANE_NAME_BUFSZ 80
+
+/* A backlog for the lanes: per person, LANE_TRACKS track events known only
+ * by an anonymous id and as many known only by a user id (two masters in
+ * identity), one identify carrying both (identity merges the two), and
+ * LANE_TRACKS more by user id. Each phase interleaves all persons, so the
+ * lanes resolve and apply one person's events concurrently, on both sides
+ * of the merge. */
+typedef struct {
+    Cdp__V1__Event ev[LANE_EVENTS];
+    Cdp__V1__Event *ptr[LANE_EVENTS];
+    char mids[LANE_EVENTS][LANE_NAME_BUFSZ];
+    char users[LANE_PEOPLE][LANE_NAME_BUFSZ];
+    char anons[LANE_PEOPLE][LANE_NAME_BUFSZ];
+} lane_backlog;
+
+static Cdp__V1__Event *lane_event(lane_backlog *b, size_t i, const char *tag, const char *user,
+                                  const char *anon)
+{
+    snprintf(b->mids[i], sizeof b->mids[i], "%s-%s-%zu", run_tag, tag, i);
+    event_init(&b->ev[i], b->mids[i], user);
+    b->ev[i].anonymous_id = (char *)anon;
+    b->ptr[i] = &b->ev[i];
+    return &b->ev[i];
+}
+
+static void lane_backlog_make(lane_backlog *b, const char *tag)
+{
+    size_t n = 0;
+    for (int p = 0; p < LANE_PEOPLE; p++) {
+        snprintf(b->users[p], sizeof b->users[p], "%s-%s-user-%d", run_tag, tag, p);
+        snprintf(b->anons[p], sizeof b->anons[p], "%s-%s-anon-%d", run_tag, tag, p);
+    }
+    for (int r = 0; r < LANE_TRACKS; r++)
+        for (int p = 0; p < LANE_PEOPLE; p++) {
+            lane_event(b, n++, tag, "", b->anons[p]);
+            lane_event(b, n++, tag, b->users[p], "");
+        }
+    for (int p = 0; p < LANE_PEOPLE; p++) {
+        Cdp__V1__Event *ev = lane_event(b, n++, tag, b->users[p], b->anons[p]);
+        ev->type = CDP__V1__EVENT_TYPE__EVENT_TYPE_IDENTIFY;
+        ev->event = "";
+    }
+    for (int r = 0; r < LANE_TRACKS; r++)
+        for (int p = 0; p < LANE_PEOPLE; p++)
+            lane_event(b, n++, tag, b->users[p], "");
+}
+
+/* Ingests the whole backlog; returns how many events were accepted. */
+static long long lane_ingest(lane_backlog *b)
+{
+    long long accepted = 0;
+    for (size_t at = 0; at < LANE_EVENTS; at += LANE_INGEST_CALL) {
+        size_t n = LANE_EVENTS - at < LANE_INGEST_CALL ? LANE_EVENTS - at : LANE_INGEST_CALL;
+        call_result r;
+        Cdp__V1__IngestResponse *resp = ingest(&b->ptr[at], n, &r);
+        if (resp)
+            accepted += resp->accepted;
+        if (resp)
+            cdp__v1__ingest_response__free_unpacked(resp, NULL);
+        free(r.resp);
+    }
+    return accepted;
+}
+
+static int log_drained(int polls)
+{
+    for (int i = 0; i < polls; i++) {
+        if (redis_int("XLEN " STREAM) == 0 && pending_count() == 0)
+            return 1;
+        sleep_ms(POLL_MS);
+    }
+    return 0;
+}
+
+/* How many of the lane consumers <host>-<pid>-<0..LANE_COUNT-1> the group
+ * lists. */
+static int lane_consumers(pid_t pid)
+{
+    char host[64], want[LANE_COUNT][LANE_NAME_BUFSZ];
+    if (gethostname(host, sizeof host) != 0)
+        return -1;
+    host[sizeof host - 1] = '\0';
+    for (int l = 0; l < LANE_COUNT; l++)
+        snprintf(want[l], sizeof want[l], "%s-%ld-%d", host, (long)pid, l);
+    redisReply *r = redisCommand(rc, "XINFO CONSUMERS " STREAM " pipeline");
+    int found = 0;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *c = r->element[i];
+        for (size_t j = 0; c->type == REDIS_REPLY_ARRAY && j + 1 < c->elements; j += 2)
+            if (strcmp(c->element[j]->str, "name") == 0)
+                for (int l = 0; l < LANE_COUNT; l++)
+                    found += strcmp(c->element[j + 1]->str, want[l]) == 0;
+    }
+    freeReplyObject(r);
+    return found;
+}
+
+static int64_t view_count(const Cdp__V1__ProfileView *v, const char *name)
+{
+    for (size_t i = 0; i < v->n_event_counts; i++)
+        if (strcmp(v->event_counts[i]->key, name) == 0)
+            return v->event_counts[i]->value;
+    return 0;
+}
+
+/* GetProfile by one identifier of a person; NULL if the call failed. */
+static Cdp__V1__ProfileView *lane_profile(cdp_rpc_channel *prf, const char *type, const char *value)
+{
+    Cdp__V1__Identifier id = CDP__V1__IDENTIFIER__INIT;
+    id.type = (char *)type;
+    id.value = (char *)value;
+    Cdp__V1__GetProfileRequest req = CDP__V1__GET_PROFILE_REQUEST__INIT;
+    req.identifier = &id;
+    call_result r = call_on(prf, &cdp__v1__profile__descriptor, "GetProfile", &req.base);
+    Cdp__V1__ProfileView *v =
+        r.code == GRPC_STATUS_OK && r.resp ? cdp__v1__profile_view__unpack(NULL, r.len, r.resp) : NULL;
+    free(r.resp);
+    return v;
+}
+
+/* Every person's profile holds each of their events exactly once, and
+ * both of their ids lead to it. */
+static void lane_check_profiles(const lane_backlog *b, cdp_rpc_channel *prf, const char *tag)
+{
+    int exact = 0;
+    for (int p = 0; p < LANE_PEOPLE; p++) {
+        Cdp__V1__ProfileView *v = lane_profile(prf, "user_id", b->users[p]);
+        Cdp__V1__ProfileView *a = lane_profile(prf, "anonymous_id", b->anons[p]);
+        int ok = v && a && strcmp(v->master_id, a->master_id) == 0 &&
+                 v->total_events == LANE_PER_PERSON &&
+                 view_count(v, "Order Completed") == 3 * LANE_TRACKS &&
+                 view_count(v, "identify") == 1;
+        if (!ok && exact == p)
+            fprintf(stderr, "%s: person %d: total %lld (want %d), tracks %lld, identify %lld, "
+                            "masters %s / %s\n",
+                    tag, p, v ? (long long)v->total_events : -1LL, LANE_PER_PERSON,
+                    v ? (long long)view_count(v, "Order Completed") : -1LL,
+                    v ? (long long)view_count(v, "identify") : -1LL, v ? v->master_id : "-",
+                    a ? a->master_id : "-");
+        exact += ok;
+        if (v)
+            cdp__v1__profile_view__free_unpacked(v, NULL);
+        if (a)
+            cdp__v1__profile_view__free_unpacked(a, NULL);
+    }
+    CHECK(exact == LANE_PEOPLE, "%s: %d of %d profiles have exactly their events", tag, exact,
+          LANE_PEOPLE);
+}
+
+/* How a lanes case is interrupted in the middle of the drain. */
+typedef enum {
+    LANE_UNDISTURBED,
+    LANE_CUT,   /* every Redis client connection is cut: lanes drop their
+                 * batches, lane 0 replays all lanes' pending entries */
+    LANE_KILL,  /* ingestion is killed (SIGKILL) and a new one, under new
+                 * consumer names, claims the dead lanes' entries */
+} lane_disturbance;
+
+/* Waits until the pipeline has worked off a quarter of the backlog; returns
+ * the entries still in the log then. */
+static long long lane_wait_progress(void)
+{
+    long long left = LANE_EVENTS;
+    for (int i = 0; i < LANE_DRAIN_POLLS * POLL_MS / LANE_CUT_POLL_MS; i++) {
+        left = redis_int("XLEN " STREAM);
+        if (left <= LANE_EVENTS * 3 / 4)
+            break;
+        sleep_ms(LANE_CUT_POLL_MS);
+    }
+    return left;
+}
+
+/* Interrupts the drain as `how` says; returns the ingestion process that
+ * finishes it. */
+static pid_t lane_disturb(const char *bin, pid_t ing, lane_disturbance how, const char *tag)
+{
+    if (how == LANE_UNDISTURBED)
+        return ing;
+    long long left = lane_wait_progress();
+    long long pending = pending_count();
+    if (how == LANE_CUT) {
+        freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE normal"));
+    } else {
+        kill(ing, SIGKILL);
+        waitpid(ing, NULL, 0);
+        const char *lanes_env[] = {LANE_ENV_COUNT, LANE_ENV_BATCH, NULL};
+        ing = start_ingestion_env(bin, lanes_env);
+    }
+    CHECK(left > 0 && left < LANE_EVENTS && pending > 0,
+          "%s: interrupted mid-drain (%lld left, %lld pending)", tag, left, pending);
+    return ing;
+}
+
+/* One lanes case: a backlog appended with the pipeline off, then drained
+ * by a replica with four lanes, interrupted as `how` says. */
+static void lane_case(const char *bin, cdp_rpc_channel *prf, const char *tag,
+                      lane_disturbance how)
+{
+    lane_backlog *b = calloc(1, sizeof *b);
+    if (!b) {
+        CHECK(0, "%s: out of memory", tag);
+        return;
+    }
+    lane_backlog_make(b, tag);
+    pid_t ing = start_ingestion(bin, "CDP_PIPELINE_ENABLED=0", NULL);
+    CHECK(wait_ready() == 0, "%s: ingestion (intake only) ready", tag);
+    CHECK(lane_ingest(b) == LANE_EVENTS, "%s: backlog accepted", tag);
+    CHECK(stop_process(ing, 10000) == 0, "%s: intake exits cleanly", tag);
+    CHECK(redis_int("XLEN " STREAM) == LANE_EVENTS, "%s: backlog in the log", tag);
+
+    const char *lanes_env[] = {LANE_ENV_COUNT, LANE_ENV_BATCH, NULL};
+    ing = start_ingestion_env(bin, lanes_env);
+    ing = lane_disturb(bin, ing, how, tag);
+    CHECK(log_drained(LANE_DRAIN_POLLS), "%s: backlog drained by four lanes (len %lld, pending %lld)",
+          tag, redis_int("XLEN " STREAM), pending_count());
+    CHECK(redis_int("XLEN " DEAD) == 0, "%s: nothing dead-lettered", tag);
+    CHECK(lane_consumers(ing) == LANE_COUNT, "%s: one consumer per lane: %d", tag,
+          lane_consumers(ing));
+    lane_check_profiles(b, prf, tag);
+    CHECK(stop_process(ing, 10000) == 0, "%s: four lanes exit cleanly", tag);
+    free(b);
+}
+
+static void test_lanes(const char *bin, const char *idn_bin, const char *prf_bin)
+{
+    pid_t idn = start_peer(idn_bin, idn_addr, idn_metrics);
+    pid_t prf = start_peer(prf_bin, prf_addr, prf_metrics);
+    cdp_rpc_channel_opts co = {.max_attempts = 1};
+    cdp_rpc_channel *prf_chan = cdp_rpc_channel_new(loop, prf_addr, &co);
+    lane_case(bin, prf_chan, "lanes", LANE_UNDISTURBED);
+    lane_case(bin, prf_chan, "lanes-cut", LANE_CUT);
+    lane_case(bin, prf_chan, "lanes-kill", LANE_KILL);
+    cdp_rpc_channel_close(prf_chan);
+    CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly");
+    CHECK(stop_process(prf, 10000) == 0, "profile exits cleanly");
+}
+
 /* Fills bins[0..2] with the service binaries next to this program; returns
  * how many of ingestion, identity, profile exist (2 means ingestion only). */
 static int find_binaries(char bins[3][PATH_MAX])
@@ -807,6 +1061,8 @@ int main(int argc, char **argv)
     test_sharded(argv[1]);
     if (argc == 4)
         test_sharded_drain(argv[1], argv[2], argv[3]);
+    if (argc == 4)
+        test_lanes(argv[1], argv[2], argv[3]);
 
     cdp_rpc_channel_close(chan);
     uv_run(loop, UV_RUN_NOWAIT);

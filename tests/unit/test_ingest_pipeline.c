@@ -1,6 +1,7 @@
 /* Unit tests for the pure parts of ingestion's event log (ing_log: shards,
  * key names, dead-letter ids) and of its pipeline (ing_batch: decoding
- * stream entries, building identity/profile requests, taking identity's
+ * stream entries, skipping entries another lane holds, building
+ * identity/profile requests, resolving in chunks, taking identity's
  * answers, the retry policy). No Redis and no network: Redis replies are
  * built by hand in the shapes hiredis produces. */
 #include <setjmp.h>
@@ -189,6 +190,55 @@ static void test_entries_decode(void **state)
     ing_batch_free(&b);
 }
 
+/* A claim that returns entries some lane already holds adds only the
+ * others, and an id repeated in one reply is added once. */
+static void test_add_entries_except_held(void **state)
+{
+    (void)state;
+    Cdp__V1__Event ev = CDP__V1__EVENT__INIT;
+    ev.message_id = "m";
+    ev.type = CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK;
+    ev.event = "Signed Up";
+    ev.user_id = "u-1";
+    uint8_t buf[256];
+    size_t len = pack_event(&ev, buf);
+    entry_nodes e1, e2, e3, e2again;
+    make_entry(&e1, "7-1", "m-1", buf, len);
+    make_entry(&e2, "7-2", "m-2", buf, len);
+    make_entry(&e3, "7-3", "m-3", buf, len);
+    make_entry(&e2again, "7-2", "m-2", buf, len);
+    node one, three, all;
+    node *one_items[] = {&e1.entry};
+    arr_node(&one, 1, one_items);
+    node *three_items[] = {&e3.entry};
+    arr_node(&three, 1, three_items);
+    node *all_items[] = {&e1.entry, &e2.entry, &e3.entry, &e2again.entry};
+    arr_node(&all, 4, all_items);
+
+    ing_batch a, b, mine;
+    ing_batch_init(&a);
+    ing_batch_init(&b);
+    ing_batch_init(&mine);
+    assert_int_equal(ing_batch_add_entries(&a, &one.r), 1);
+    assert_int_equal(ing_batch_add_entries(&b, &three.r), 1);
+    assert_true(ing_batch_holds(&a, "7-1", 3));
+    assert_false(ing_batch_holds(&a, "7-10", 4));
+    assert_false(ing_batch_holds(&a, "7-", 2));
+
+    const ing_batch *held[] = {&a, &b, &mine};
+    assert_int_equal(ing_batch_add_entries_except(&mine, &all.r, held, 3), 1);
+    assert_int_equal(mine.n, 1);
+    assert_string_equal(mine.e[0].stream_id, "7-2");
+    assert_string_equal(mine.e[0].message_id, "m-2");
+
+    /* Without held batches every entry is taken, repeats included. */
+    ing_batch_clear(&mine);
+    assert_int_equal(ing_batch_add_entries_except(&mine, &all.r, NULL, 0), 4);
+    ing_batch_free(&a);
+    ing_batch_free(&b);
+    ing_batch_free(&mine);
+}
+
 /* ------------------------------------------------------------------ identity and profile */
 
 typedef struct {
@@ -325,6 +375,42 @@ static void test_take_resolve(void **state)
     ing_batch_free(&b);
 }
 
+/* A batch larger than one ResolveBatch is resolved chunk by chunk: each
+ * call takes the next live entries without an answer, in order. */
+static void test_unresolved_chunks(void **state)
+{
+    (void)state;
+    alias_fixture f;
+    ing_batch b;
+    alias_batch(&f, &b, 5);
+    ing_entry_fail(&b.e[1], "failed by itself");
+
+    Cdp__V1__ResolveResponse ok = CDP__V1__RESOLVE_RESPONSE__INIT;
+    ok.master_id = "mst-1";
+    Cdp__V1__ResolveResponse *results[] = {&ok, &ok};
+    Cdp__V1__ResolveBatchResponse resp = CDP__V1__RESOLVE_BATCH_RESPONSE__INIT;
+    resp.results = results;
+    resp.n_results = 2;
+
+    size_t idx[5];
+    assert_int_equal(ing_batch_unresolved(&b, idx, 2), 2);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 2);
+    assert_int_equal(ing_batch_take_resolve(&b, idx, 2, &resp), 0);
+    assert_int_equal(ing_batch_unresolved(&b, idx, 2), 2);
+    assert_int_equal(idx[0], 3);
+    assert_int_equal(idx[1], 4);
+    assert_int_equal(ing_batch_take_resolve(&b, idx, 2, &resp), 0);
+    assert_int_equal(ing_batch_unresolved(&b, idx, 2), 0);
+    assert_int_equal(ing_batch_live(&b, idx), 4);
+
+    /* A whole-batch retry forgets the answers: everything is unresolved. */
+    ing_batch_reset(&b);
+    assert_int_equal(ing_batch_unresolved(&b, idx, 5), 5);
+    assert_int_equal(ing_batch_unresolved(&b, idx, 0), 0);
+    ing_batch_free(&b);
+}
+
 static void test_reset_keeps_forced_failures(void **state)
 {
     (void)state;
@@ -376,8 +462,10 @@ int main(void)
         cmocka_unit_test(test_key_names),
         cmocka_unit_test(test_dead_ids),
         cmocka_unit_test(test_entries_decode),
+        cmocka_unit_test(test_add_entries_except_held),
         cmocka_unit_test(test_resolve_request_mapping),
         cmocka_unit_test(test_take_resolve),
+        cmocka_unit_test(test_unresolved_chunks),
         cmocka_unit_test(test_reset_keeps_forced_failures),
         cmocka_unit_test(test_rejection_codes),
         cmocka_unit_test(test_backoff),
