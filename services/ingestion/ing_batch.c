@@ -249,6 +249,9 @@ int ing_resolve_build_make(ing_resolve_build *out, const ing_batch *b, const siz
         Cdp__V1__ResolveRequest *r = &out->reqs[k];
         cdp__v1__resolve_request__init(r);
         r->message_id = ev->message_id;
+        /* The pipeline carries every merge to profile, including those
+         * made by direct Resolve calls (see docs/identity.md). */
+        r->deliver_merges = 1;
         r->identifiers = &out->idp[used];
         size_t m = ing_event_identifiers(ev, refs + used, total - used);
         for (size_t j = 0; j < m; j++) {

@@ -289,6 +289,7 @@ static void test_resolve_request_mapping(void **state)
     assert_int_equal(rb.req.n_requests, 1);
     Cdp__V1__ResolveRequest *r = rb.req.requests[0];
     assert_string_equal(r->message_id, "m-alias");
+    assert_true(r->deliver_merges); /* the pipeline carries pending merges to profile */
     assert_int_equal(r->n_identifiers, 4);
     assert_string_equal(r->identifiers[0]->type, "user_id");
     assert_string_equal(r->identifiers[0]->value, "u-9");
