@@ -101,11 +101,10 @@ static void prf__fail(prf_batch *b, grpc_status_code code, const char *msg)
     }
 }
 
+/* Records master as changed; duplicates are dropped once, at the end
+ * (prf__unique_changed), so a batch of n masters costs n log n, not n^2. */
 static void prf__mark_changed(prf_batch *b, const char *master)
 {
-    for (size_t i = 0; i < b->n_changed; i++)
-        if (strcmp(b->changed[i], master) == 0)
-            return;
     if (b->n_changed == b->cap_changed) {
         size_t ncap = b->cap_changed ? 2 * b->cap_changed : 8;
         char **nc = realloc(b->changed, ncap * sizeof(*nc));
@@ -124,6 +123,27 @@ static void prf__mark_changed(prf_batch *b, const char *master)
     b->changed[b->n_changed++] = copy;
 }
 
+static int prf__cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* Sorts the changed masters and drops the repeats. */
+static void prf__unique_changed(prf_batch *b)
+{
+    if (b->n_changed < 2)
+        return;
+    qsort(b->changed, b->n_changed, sizeof(*b->changed), prf__cmp_str);
+    size_t kept = 1;
+    for (size_t i = 1; i < b->n_changed; i++) {
+        if (strcmp(b->changed[i], b->changed[kept - 1]) == 0)
+            free(b->changed[i]);
+        else
+            b->changed[kept++] = b->changed[i];
+    }
+    b->n_changed = kept;
+}
+
 static void prf__finish(prf_batch *b)
 {
     if (b->code != GRPC_STATUS_OK) {
@@ -133,6 +153,7 @@ static void prf__finish(prf_batch *b)
         cdp_rpc_fail(b->call, b->code, "%s", b->msg);
     } else {
         Cdp__V1__ApplyEventsResponse resp = CDP__V1__APPLY_EVENTS_RESPONSE__INIT;
+        prf__unique_changed(b);
         resp.applied = (int32_t)b->applied;
         resp.duplicates = (int32_t)b->dups;
         resp.n_changed_master_ids = b->n_changed;

@@ -16,7 +16,8 @@ static const char *const prf__key_suffix[PRF_KEY_COUNT] = {
     "}", "}:trait_ts", "}:timeline", "}:seen",
 };
 
-/* Decimal digits an int64 needs, with sign: "-9223372036854775808". */
+/* Longest decimal int64 text a stamp may carry, and a double that
+ * round-trips. */
 enum { PRF_I64_CHARS = 21, PRF_DOUBLE_CHARS = 32 };
 
 /* ================================================================== keys */
@@ -24,30 +25,41 @@ enum { PRF_I64_CHARS = 21, PRF_DOUBLE_CHARS = 32 };
 int prf_keys_init(prf_keys *k, const char *master)
 {
     memset(k, 0, sizeof(*k));
-    size_t pl = strlen(PRF_KEY_PREFIX), ml = strlen(master);
+    size_t pl = strlen(PRF_KEY_PREFIX), ml = strlen(master), total = 0;
+    for (int i = 0; i < PRF_KEY_COUNT; i++)
+        total += pl + ml + strlen(prf__key_suffix[i]) + 1;
+    char *p = malloc(total);
+    if (!p)
+        return PRF_ENOMEM;
     for (int i = 0; i < PRF_KEY_COUNT; i++) {
         size_t sl = strlen(prf__key_suffix[i]);
-        k->v[i] = malloc(pl + ml + sl + 1);
-        if (!k->v[i]) {
-            prf_keys_free(k);
-            return PRF_ENOMEM;
-        }
-        memcpy(k->v[i], PRF_KEY_PREFIX, pl);
-        memcpy(k->v[i] + pl, master, ml);
-        memcpy(k->v[i] + pl + ml, prf__key_suffix[i], sl + 1);
+        k->v[i] = p;
+        memcpy(p, PRF_KEY_PREFIX, pl);
+        memcpy(p + pl, master, ml);
+        memcpy(p + pl + ml, prf__key_suffix[i], sl + 1);
         k->len[i] = pl + ml + sl;
+        p += k->len[i] + 1;
     }
     return PRF_OK;
 }
 
 void prf_keys_free(prf_keys *k)
 {
-    for (int i = 0; i < PRF_KEY_COUNT; i++)
-        free(k->v[i]);
+    free(k->v[0]);
     memset(k, 0, sizeof(*k));
 }
 
 /* ============================================================= arguments */
+
+/* One block of argument bytes; a string longer than a block gets a block
+ * of its own. */
+struct prf_args_block {
+    prf_args_block *next;
+    size_t used, cap;
+    char data[];
+};
+
+enum { PRF_ARGS_INITIAL = 16, PRF_ARGS_BLOCK_BYTES = 4096 };
 
 void prf_args_init(prf_args *a)
 {
@@ -56,16 +68,44 @@ void prf_args_init(prf_args *a)
 
 void prf_args_free(prf_args *a)
 {
-    for (size_t i = 0; i < a->n; i++)
-        free(a->v[i]);
+    for (prf_args_block *b = a->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
     free(a->v);
     free(a->len);
     prf_args_init(a);
 }
 
+/* Room for `need` bytes in a's current block, starting a new one when it
+ * is full. Returns where they go, or NULL when out of memory. */
+static char *prf__args_room(prf_args *a, size_t need)
+{
+    prf_args_block *b = a->blocks;
+    if (b && b->cap - b->used >= need) {
+        char *at = b->data + b->used;
+        b->used += need;
+        return at;
+    }
+    size_t cap = need > PRF_ARGS_BLOCK_BYTES ? need : PRF_ARGS_BLOCK_BYTES;
+    prf_args_block *nb = malloc(sizeof(*nb) + cap);
+    if (!nb)
+        return NULL;
+    nb->cap = cap;
+    nb->used = need;
+    if (b && cap == need && b->cap - b->used > 0) {
+        /* an oversized string: keep filling the current block after it */
+        nb->next = b->next;
+        b->next = nb;
+    } else {
+        nb->next = b;
+        a->blocks = nb;
+    }
+    return nb->data;
+}
+
 int prf_args_addn(prf_args *a, const char *s, size_t len)
 {
-    enum { PRF_ARGS_INITIAL = 16 };
     if (a->n == a->cap) {
         size_t ncap = a->cap ? a->cap * 2 : PRF_ARGS_INITIAL;
         char **nv = realloc(a->v, ncap * sizeof(*nv));
@@ -78,7 +118,7 @@ int prf_args_addn(prf_args *a, const char *s, size_t len)
         a->len = nl;
         a->cap = ncap;
     }
-    char *copy = malloc(len + 1);
+    char *copy = prf__args_room(a, len + 1);
     if (!copy)
         return PRF_ENOMEM;
     memcpy(copy, s, len);
@@ -94,11 +134,29 @@ int prf_args_add(prf_args *a, const char *s)
     return prf_args_addn(a, s, strlen(s));
 }
 
+size_t prf_i64_format(int64_t v, char buf[PRF_I64_BUF])
+{
+    char tmp[PRF_I64_BUF];
+    size_t n = 0;
+    /* through the unsigned magnitude, so INT64_MIN works too */
+    uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    size_t out = 0;
+    if (v < 0)
+        buf[out++] = '-';
+    while (n)
+        buf[out++] = tmp[--n];
+    buf[out] = '\0';
+    return out;
+}
+
 int prf_args_add_i64(prf_args *a, int64_t v)
 {
-    char buf[PRF_I64_CHARS + 1];
-    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
-    return prf_args_addn(a, buf, (size_t)n);
+    char buf[PRF_I64_BUF];
+    return prf_args_addn(a, buf, prf_i64_format(v, buf));
 }
 
 int prf_args_add_double(prf_args *a, double v)

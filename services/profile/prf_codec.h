@@ -43,17 +43,22 @@ typedef struct {
     size_t len[PRF_KEY_COUNT];
 } prf_keys;
 
-/* Builds the keys of `master`. Returns 0 or PRF_ENOMEM (nothing to free). */
+/* Builds the keys of `master` (one allocation for all of them). Returns 0
+ * or PRF_ENOMEM (nothing to free). */
 int prf_keys_init(prf_keys *k, const char *master);
 void prf_keys_free(prf_keys *k);
 
 /* ------------------------------------------------------------- arguments */
 
-/* A growable argument vector that owns its strings. */
+/* A growable argument vector that owns its strings. The strings live in
+ * a chain of blocks that never move (one allocation per block, not per
+ * argument), so v[i] stays valid until prf_args_free. */
+typedef struct prf_args_block prf_args_block;
 typedef struct {
     char **v;
     size_t *len;
     size_t n, cap;
+    prf_args_block *blocks;  /* newest first; the first one is filled next */
 } prf_args;
 
 void prf_args_init(prf_args *a);
@@ -62,6 +67,11 @@ void prf_args_free(prf_args *a);
 int prf_args_addn(prf_args *a, const char *s, size_t len);
 int prf_args_add(prf_args *a, const char *s);
 int prf_args_add_i64(prf_args *a, int64_t v);
+/* Bytes an int64 in decimal needs, with sign and NUL: "-9223372036854775808". */
+enum { PRF_I64_BUF = 21 };
+/* Writes v in decimal (as "%" PRId64 would) into buf, NUL-terminated, and
+ * returns its length. No locale, no allocation. */
+size_t prf_i64_format(int64_t v, char buf[PRF_I64_BUF]);
 /* A double that round-trips ("%.17g"). */
 int prf_args_add_double(prf_args *a, double v);
 

@@ -1,5 +1,6 @@
 /* prf_event: validation and conversion of a ResolvedEvent (see prf_event.h). */
 #include "prf_event.h"
+#include "prf_codec.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -67,13 +68,15 @@ const char *prf_type_name(Cdp__V1__EventType type)
 char *prf_id_encode(const char *type, const char *value)
 {
     size_t tl = strlen(type), vl = strlen(value);
-    int hl = snprintf(NULL, 0, "%zu:", tl);
-    char *s = malloc((size_t)hl + tl + vl + 1);
+    char head[PRF_I64_BUF];
+    size_t hl = prf_i64_format((int64_t)tl, head);
+    char *s = malloc(hl + 1 + tl + vl + 1);
     if (!s)
         return NULL;
-    snprintf(s, (size_t)hl + 1, "%zu:", tl);
-    memcpy(s + hl, type, tl);
-    memcpy(s + hl + tl, value, vl + 1);
+    memcpy(s, head, hl);
+    s[hl] = ':';
+    memcpy(s + hl + 1, type, tl);
+    memcpy(s + hl + 1 + tl, value, vl + 1);
     return s;
 }
 
@@ -110,20 +113,28 @@ int prf_id_decode(const char *enc, char **type, char **value)
 
 /* ============================================================= timeline */
 
+/* Appends "<v>:" at p; returns the end. */
+static char *prf__put_num(char *p, int64_t v)
+{
+    p += prf_i64_format(v, p);
+    *p++ = ':';
+    return p;
+}
+
 char *prf_tl_member_encode(const char *message_id, int type, const char *event,
                            const char *channel, int64_t ts)
 {
+    /* four numbers, each at most PRF_I64_BUF - 1 digits and a colon */
+    enum { PRF_TL_HEAD_MAX = 4 * PRF_I64_BUF };
     size_t ml = strlen(message_id), cl = strlen(channel), el = strlen(event);
-    int hl = snprintf(NULL, 0, "%" PRId64 ":%d:%zu:", ts, type, ml);
-    int cll = snprintf(NULL, 0, "%zu:", cl);
-    size_t n = (size_t)hl + ml + (size_t)cll + cl + el + 1;
-    char *s = malloc(n);
+    char *s = malloc(PRF_TL_HEAD_MAX + ml + cl + el + 1);
     if (!s)
         return NULL;
-    char *p = s + snprintf(s, n, "%" PRId64 ":%d:%zu:", ts, type, ml);
+    char *p = prf__put_num(s, ts);
+    p = prf__put_num(p, type);
+    p = prf__put_num(p, (int64_t)ml);
     memcpy(p, message_id, ml);
-    p += ml;
-    p += snprintf(p, n - (size_t)(p - s), "%zu:", cl);
+    p = prf__put_num(p + ml, (int64_t)cl);
     memcpy(p, channel, cl);
     memcpy(p + cl, event, el + 1);
     return s;
@@ -258,6 +269,8 @@ static json_t *prf__traits_json(const Cdp__V1__Event *ev)
 /* Fills e->traits from the event. Returns 0 or PRF_ENOMEM. */
 static int prf__fill_traits(const Cdp__V1__Event *ev, prf_event *e)
 {
+    if (ev->type != CDP__V1__EVENT_TYPE__EVENT_TYPE_IDENTIFY)
+        return PRF_OK; /* no traits: nothing to build (delta.traits stays NULL, n 0) */
     json_t *obj = prf__traits_json(ev);
     if (!obj)
         return PRF_ENOMEM;

@@ -39,6 +39,11 @@
     "-- cmd key [fixed...] list..., in chunks that keep groups of `width`\n" \
     "-- together; returns the replies of all chunks concatenated (for reads)\n" \
     "local function bulk(cmd, key, fixed, list, width)\n" \
+    "  if #fixed == 0 and #list <= CHUNK then\n" \
+    "    -- the common case: one command, its reply as is\n" \
+    "    local r = redis.call(cmd, key, unpack(list))\n" \
+    "    return type(r) == 'table' and r or {}\n" \
+    "  end\n" \
     "  local out, step = {}, CHUNK - CHUNK % width\n" \
     "  for i = 1, #list, step do\n" \
     "    local args = {}\n" \
@@ -63,39 +68,56 @@
     "local function earlier(a, b) return (not b) or tonumber(a) < tonumber(b) end\n" \
     "local function later(a, b) return (not b) or tonumber(a) > tonumber(b) end\n" \
     "\n" \
-    "-- merges s into this profile: reads what the rules need in one HMGET per\n" \
-    "-- hash, decides in Lua, writes once per structure. s holds total, first,\n" \
-    "-- last ('' for none), revenue, traits {k, json, ts, mid}, counts {name, n},\n" \
-    "-- channels {ch, ts, mid, event}, timeline {member, ts}, ids, seen\n" \
-    "-- {mid, at}, folded; names unique within each list.\n" \
-    "local function merge(s, tl_len)\n" \
-    "  local fields = { 'total', 'revenue', 'first_seen', 'last_seen' }\n" \
-    "  for _, c in ipairs(s.counts) do fields[#fields + 1] = 'n:' .. c[1] end\n" \
-    "  for _, c in ipairs(s.channels) do fields[#fields + 1] = 'c:' .. c[1] end\n" \
-    "  local cur = bulk('HMGET', KEYS[MAIN], {}, fields, 1)\n" \
-    "  local w = { 'total', string.format('%d', tonumber(cur[1] or 0) + tonumber(s.total)) }\n" \
+    "-- main-hash fields read before a merge: these first, at fixed positions,\n" \
+    "-- then one per count and channel, whose positions a map gives\n" \
+    "local HEAD = { 'merged_into', 'total', 'revenue', 'first_seen', 'last_seen' }\n" \
+    "local F_INTO, F_TOTAL, F_REVENUE, F_FIRST, F_LAST = 1, 2, 3, 4, 5\n" \
+    "\n" \
+    "-- adds field f to the read unless there; at maps field -> position\n" \
+    "local function want(fields, at, f)\n" \
+    "  if not at[f] then\n" \
+    "    fields[#fields + 1] = f\n" \
+    "    at[f] = #fields\n" \
+    "  end\n" \
+    "end\n" \
+    "\n" \
+    "-- the main-hash fields merge(s) reads, and their positions\n" \
+    "local function merge_fields(s)\n" \
+    "  local fields, at = { unpack(HEAD) }, {}\n" \
+    "  for _, c in ipairs(s.counts) do want(fields, at, 'n:' .. c[1]) end\n" \
+    "  for _, c in ipairs(s.channels) do want(fields, at, 'c:' .. c[1]) end\n" \
+    "  return fields, at\n" \
+    "end\n" \
+    "\n" \
+    "-- merges s into this profile: cur is the HMGET of at least the fields\n" \
+    "-- merge_fields(s) names (false when absent), at their positions; decides\n" \
+    "-- in Lua, writes once per structure. s holds total, first, last ('' for\n" \
+    "-- none), revenue, traits {k, json, ts, mid}, counts {name, n}, channels\n" \
+    "-- {ch, ts, mid, event}, timeline {member, ts}, ids, seen {mid, at},\n" \
+    "-- folded; names unique within each list.\n" \
+    "local function merge(s, tl_len, cur, at)\n" \
+    "  local total = tonumber(cur[F_TOTAL] or 0) + tonumber(s.total)\n" \
+    "  local w = { 'total', string.format('%d', total) }\n" \
     "  local rev = tonumber(s.revenue)\n" \
     "  if rev ~= 0 then\n" \
     "    w[#w + 1] = 'revenue'\n" \
-    "    w[#w + 1] = string.format('%.17g', tonumber(cur[2] or 0) + rev)\n" \
+    "    w[#w + 1] = string.format('%.17g', tonumber(cur[F_REVENUE] or 0) + rev)\n" \
     "  end\n" \
-    "  if s.first ~= '' and earlier(s.first, cur[3]) then\n" \
+    "  if s.first ~= '' and earlier(s.first, cur[F_FIRST]) then\n" \
     "    w[#w + 1] = 'first_seen'\n" \
     "    w[#w + 1] = s.first\n" \
     "  end\n" \
-    "  if s.last ~= '' and later(s.last, cur[4]) then\n" \
+    "  if s.last ~= '' and later(s.last, cur[F_LAST]) then\n" \
     "    w[#w + 1] = 'last_seen'\n" \
     "    w[#w + 1] = s.last\n" \
     "  end\n" \
-    "  local at = 4\n" \
     "  for _, c in ipairs(s.counts) do\n" \
-    "    at = at + 1\n" \
-    "    w[#w + 1] = 'n:' .. c[1]\n" \
-    "    w[#w + 1] = string.format('%d', tonumber(cur[at] or 0) + tonumber(c[2]))\n" \
+    "    local f = 'n:' .. c[1]\n" \
+    "    w[#w + 1] = f\n" \
+    "    w[#w + 1] = string.format('%d', tonumber(cur[at[f]] or 0) + tonumber(c[2]))\n" \
     "  end\n" \
     "  for _, c in ipairs(s.channels) do\n" \
-    "    at = at + 1\n" \
-    "    local old = cur[at]\n" \
+    "    local old = cur[at['c:' .. c[1]]]\n" \
     "    local keep = false\n" \
     "    if old then\n" \
     "      local ots, omid = channel_stamp(old)\n" \
@@ -141,7 +163,11 @@
     "    tl[#tl + 1] = e[1]\n" \
     "  end\n" \
     "  if #tl > 0 then bulk('ZADD', KEYS[TIMELINE], { 'NX' }, tl, 2) end\n" \
-    "  redis.call('ZREMRANGEBYRANK', KEYS[TIMELINE], 0, -(tl_len + 1))\n" \
+    "  -- every timeline member is an event counted in total, so a profile\n" \
+    "  -- whose total fits has nothing to trim\n" \
+    "  if total > tl_len then\n" \
+    "    redis.call('ZREMRANGEBYRANK', KEYS[TIMELINE], 0, -(tl_len + 1))\n" \
+    "  end\n" \
     "  local sn = {}\n" \
     "  for _, e in ipairs(s.seen) do\n" \
     "    sn[#sn + 1] = e[2]\n" \
@@ -180,12 +206,23 @@ const char prf_lua_apply[] = PRF_LUA_PRELUDE
     "for e = 1, n do\n"
     "  local ev = { mid = ARGV[i], ts = ARGV[i + 1], name = ARGV[i + 2], ch = ARGV[i + 3],\n"
     "    member = ARGV[i + 4], rev = ARGV[i + 5] }\n"
-    "  ev.kv, i = groups(i + 6, 2)\n"
-    "  ev.ids, i = singles(i)\n"
+    "  -- traits and ids stay in ARGV: first index and count, no tables\n"
+    "  ev.kv_at, ev.kv_n = i + 7, tonumber(ARGV[i + 6])\n"
+    "  i = ev.kv_at + 2 * ev.kv_n\n"
+    "  ev.ids_at, ev.ids_n = i + 1, tonumber(ARGV[i])\n"
+    "  i = ev.ids_at + ev.ids_n\n"
     "  evs[e] = ev\n"
     "  mids[e] = ev.mid\n"
     "end\n"
-    "local into = redis.call('HGET', KEYS[MAIN], 'merged_into')\n"
+    "-- one read of the main hash: the tombstone mark and what merge needs for\n"
+    "-- any of the events (a superset of the fresh ones')\n"
+    "local fields, at = { unpack(HEAD) }, {}\n"
+    "for _, ev in ipairs(evs) do\n"
+    "  want(fields, at, 'n:' .. ev.name)\n"
+    "  if ev.ch ~= '' then want(fields, at, 'c:' .. ev.ch) end\n"
+    "end\n"
+    "local cur = bulk('HMGET', KEYS[MAIN], {}, fields, 1)\n"
+    "local into = cur[F_INTO]\n"
     "if into then\n"
     "  -- a tombstone is frozen until folded: what it has seen is a duplicate\n"
     "  -- (the fold hands it over), the rest goes on to the survivor\n"
@@ -223,21 +260,22 @@ const char prf_lua_apply[] = PRF_LUA_PRELUDE
     "        d.channels[cix[ev.ch]] = { ev.ch, ev.ts, ev.mid, ev.name }\n"
     "      end\n"
     "    end\n"
-    "    for _, p in ipairs(ev.kv) do\n"
-    "      local t = tix[p[1]] and d.traits[tix[p[1]]]\n"
+    "    for j = ev.kv_at, ev.kv_at + 2 * ev.kv_n - 2, 2 do\n"
+    "      local k, v = ARGV[j], ARGV[j + 1]\n"
+    "      local t = tix[k] and d.traits[tix[k]]\n"
     "      if not t then\n"
-    "        d.traits[#d.traits + 1] = { p[1], p[2], ev.ts, ev.mid }\n"
-    "        tix[p[1]] = #d.traits\n"
+    "        d.traits[#d.traits + 1] = { k, v, ev.ts, ev.mid }\n"
+    "        tix[k] = #d.traits\n"
     "      elseif stamp_gt(ev.ts, ev.mid, t[3], t[4]) then\n"
-    "        d.traits[tix[p[1]]] = { p[1], p[2], ev.ts, ev.mid }\n"
+    "        d.traits[tix[k]] = { k, v, ev.ts, ev.mid }\n"
     "      end\n"
     "    end\n"
     "    d.timeline[#d.timeline + 1] = { ev.member, ev.ts }\n"
-    "    for _, id in ipairs(ev.ids) do d.ids[#d.ids + 1] = id end\n"
+    "    for j = ev.ids_at, ev.ids_at + ev.ids_n - 1 do d.ids[#d.ids + 1] = ARGV[j] end\n"
     "    d.seen[#d.seen + 1] = { ev.mid, now }\n"
     "  end\n"
     "end\n"
-    "merge(d, tl_len)\n"
+    "merge(d, tl_len, cur, at)\n"
     "return { 'ok', d.total, dups }\n";
 
 /* Merge step 1, on the loser. */
@@ -275,7 +313,8 @@ const char prf_lua_fold[] = PRF_LUA_PRELUDE
     "s.seen, i = groups(i, 2)\n"
     "s.folded, i = singles(i)\n"
     "s.folded[#s.folded + 1] = ARGV[1]\n"
-    "merge(s, tonumber(ARGV[3]))\n"
+    "local fields, at = merge_fields(s)\n"
+    "merge(s, tonumber(ARGV[3]), bulk('HMGET', KEYS[MAIN], {}, fields, 1), at)\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[SEEN], '-inf', '(' .. ARGV[2])\n"
     "return { 'folded' }\n";
 

@@ -728,6 +728,48 @@ static void test_encodings(void **state)
     prf_keys_free(&k);
 }
 
+/* The hand-written number formatting matches printf, edge values included,
+ * and argument strings keep their bytes across blocks, oversized ones too. */
+static void test_fast_formatting(void **state)
+{
+    (void)state;
+    enum { T_ARGS = 3000, T_BIG_ARG = 10000 };
+    const int64_t vals[] = { 0, 7, -7, 10, 1700000000123, -62135596800000, INT64_MAX, INT64_MIN };
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        char got[PRF_I64_BUF], want[64];
+        snprintf(want, sizeof(want), "%lld", (long long)vals[i]);
+        assert_int_equal(prf_i64_format(vals[i], got), strlen(want));
+        assert_string_equal(got, want);
+    }
+    char *m = prf_tl_member_encode("m-17", 3, "Order Completed", "web", -1500);
+    assert_string_equal(m, "-1500:3:4:m-173:webOrder Completed");
+    free(m);
+    char *big = malloc(T_BIG_ARG + 1);
+    assert_non_null(big);
+    memset(big, 'x', T_BIG_ARG);
+    big[T_BIG_ARG] = '\0';
+    prf_args a;
+    prf_args_init(&a);
+    for (int i = 0; i < T_ARGS; i++) {
+        if (i == T_ARGS / 2)
+            assert_int_equal(prf_args_add(&a, big), PRF_OK);
+        assert_int_equal(prf_args_add_i64(&a, i), PRF_OK);
+    }
+    assert_int_equal(a.n, T_ARGS + 1);
+    for (int i = 0, at = 0; i < T_ARGS; i++, at++) {
+        if (i == T_ARGS / 2) {
+            assert_int_equal(a.len[at], T_BIG_ARG);
+            assert_string_equal(a.v[at++], big);
+        }
+        char want[PRF_I64_BUF];
+        prf_i64_format(i, want);
+        assert_string_equal(a.v[at], want);
+        assert_int_equal(a.len[at], strlen(want));
+    }
+    prf_args_free(&a);
+    free(big);
+}
+
 /* ================================================================ view */
 
 static void test_view_build(void **state)
@@ -1403,6 +1445,7 @@ int main(void)
         cmocka_unit_test(test_event_message_channel),
         cmocka_unit_test(test_event_validation),
         cmocka_unit_test(test_encodings),
+        cmocka_unit_test(test_fast_formatting),
         cmocka_unit_test(test_view_build),
     };
     const struct CMUnitTest lua[] = {
