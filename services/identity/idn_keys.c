@@ -134,6 +134,10 @@ char *idn_key_master_evm(const char *id, const char *message_id) {
     return fmt_alloc(IDN_KEY_PREFIX "{m:%s}:evm:%s", id, message_id);
 }
 
+char *idn_key_master_pm(const char *id) {
+    return fmt_alloc(IDN_KEY_PREFIX "{m:%s}:pm", id);
+}
+
 char *idn_field_evm(const char *message_id) {
     return concat(IDN_F_EVM_PREFIX, message_id, 0, NULL, "");
 }

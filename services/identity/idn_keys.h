@@ -21,6 +21,9 @@
 #define IDN_F_MERGED_INTO "merged_into"
 /* "e:<message id>": this master holds merge records of that message. */
 #define IDN_F_EVM_PREFIX "e:"
+/* Set while the master holds merges no pipeline event has carried yet (the
+ * list idn_key_master_pm); the fast path reads it in its HMGET. */
+#define IDN_F_PENDING_MERGES "pm"
 
 /* An identifier key holds a master id, followed by IDN_PENDING_MARK while
  * the claim is not yet confirmed in that master's set: a plain id promises
@@ -57,6 +60,7 @@ char *idn_key_master(const char *id);                        /* hash */
 char *idn_key_master_ids(const char *id);                    /* set of members */
 char *idn_key_master_merges(const char *id);                 /* list of records */
 char *idn_key_master_evm(const char *id, const char *message_id); /* per message */
+char *idn_key_master_pm(const char *id);    /* merges pending delivery */
 char *idn_field_evm(const char *message_id); /* "e:<message id>" hash field */
 
 /* A set member is "<type>:<value>"; types never contain ':', so the first

@@ -74,6 +74,7 @@ typedef struct {
     size_t n_msgs;   /* requests with a message id that lead here */
     size_t first;    /* their index range in the probe's msg_reqs */
     int root;
+    int pending;     /* holds merges pending delivery (pm) */
 } pb_master;
 
 typedef struct {
@@ -143,7 +144,8 @@ static void pb_finish(pb_probe *p) {
     size_t n_fast = 0;
     for (size_t r = 0; r < p->n; r++) {
         long m = p->master_of[r];
-        int ok = m >= 0 && p->masters[m].root && !p->flagged[r];
+        int ok = m >= 0 && p->masters[m].root && !p->flagged[r] &&
+                 !(p->reqs[r].deliver && p->flag_of[r] >= 0 && p->masters[m].pending);
         p->fast[r] = ok ? p->masters[m].id : NULL;
         n_fast += (size_t)ok;
     }
@@ -165,6 +167,7 @@ static void pb_on_verify(redisReply *reply, const char *err, void *ud) {
     char msg[IDN_ERR_LEN];
     if (idn__reply_ok(reply, err, &st, msg, sizeof msg)) {
         m->root = idn__verify_root(reply);
+        m->pending = idn__verify_pending(reply);
         for (size_t k = 0; k < m->n_msgs; k++)
             p->flagged[p->msg_reqs[m->first + k]] = (unsigned char)idn__verify_flag(reply, k);
     }

@@ -65,6 +65,7 @@ int idn_request_prepare(const cdp_ident_config *cfg, const Cdp__V1__ResolveReque
                         idn_request *out) {
     memset(out, 0, sizeof *out);
     out->message_id = req->message_id ? req->message_id : "";
+    out->deliver = req->deliver_merges ? 1 : 0;
     if (strlen(out->message_id) > IDN_MAX_MESSAGE_ID) {
         snprintf(out->error, sizeof out->error, "message_id: too long (max %d bytes)",
                  IDN_MAX_MESSAGE_ID);

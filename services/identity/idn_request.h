@@ -42,6 +42,7 @@ typedef struct {
     size_t n_dropped;
     idn_req_drop *dropped;
     const char *message_id;            /* borrowed from the request */
+    int deliver;                       /* deliver_merges: pipeline request */
     char error[IDN_FIELD_ERR_LEN];     /* "identifiers[1].value: not a valid email" */
     void *block;                       /* the arrays' storage */
 } idn_request;

@@ -24,6 +24,10 @@
  *   confirm (not awaited, SET XX) the claims now in the target's set
  *           become plain ids; keys that led to the survivor through merged
  *           masters are re-pointed to it
+ *   deliver only for a delivering request (deliver_merges and a message
+ *           id) that saw merges pending delivery: idn_deliver moves the
+ *           target's pending merges into this message's record and they
+ *           are reported with its own merges
  *
  * A lost claim or a master that changed since it was read sets `restart`:
  * the job finishes the current step and starts a new round, at most
@@ -43,6 +47,8 @@
 
 /* Room for a decimal 64-bit integer (a version, a time, a count). */
 #define RS_NUM_LEN 24
+/* idn_absorb's arguments before its lists (see k_lua_absorb). */
+#define RS_ABSORB_FIXED_ARGS 7
 
 /* A master visited during a round. */
 typedef struct {
@@ -55,6 +61,9 @@ typedef struct {
     char *merge_msg;
     idn_strv members;               /* roots, and losers with a pending merge */
     idn_strv merges;                /* a loser's own merge records */
+    idn_strv pending;               /* a loser's merges pending delivery */
+    int dlv;                        /* its merge was delivered by its message */
+    int pm;                         /* a root holding merges pending delivery */
     idn_ident *split;               /* members split for the planner (roots) */
     size_t n_split;
     int view;                       /* index among the planner's masters, or -1 */
@@ -73,6 +82,8 @@ struct rs_job {
     char *member[IDN_MAX_IDENTIFIERS];
     char *ikey[IDN_MAX_IDENTIFIERS];
     char *message_id;
+    int deliver;                                /* deliver_merges with a message id */
+    int take_pending;                           /* saw merges pending delivery */
     int round;
     int pending;
     rs_step next;
@@ -129,6 +140,7 @@ static void rs_nodes_clear(rs_job *j) {
         free(nd->merge_msg);
         idn__strv_clear(&nd->members);
         idn__strv_clear(&nd->merges);
+        idn__strv_clear(&nd->pending);
         free(nd->split);
     }
     j->n_nodes = 0;
@@ -308,6 +320,7 @@ static int rs_begin_round(rs_job *j) {
     j->creating = 0;
     j->target[0] = '\0';
     j->target_hops = 0;
+    j->take_pending = 0;
     memset(j->claimed, 0, sizeof j->claimed);
     memset(j->unconfirmed, 0, sizeof j->unconfirmed);
     for (size_t i = 0; i < j->n; i++)
@@ -336,7 +349,8 @@ static void rs_on_verify(redisReply *reply, const char *err, void *ud) {
     int ok;
     rs_job *j = rs_ref_take(ud, reply, err, &ok);
     free(ud);
-    if (ok && idn__verify_root(reply) && !(j->message_id[0] && idn__verify_flag(reply, 0)))
+    if (ok && idn__verify_root(reply) && !(j->message_id[0] && idn__verify_flag(reply, 0)) &&
+        !idn__verify_must_deliver(reply, j->message_id, j->deliver))
         j->fast = 1;
     rs_release(j);
 }
@@ -414,6 +428,18 @@ static int rs_parse_read(rs_job *j, rs_node *nd, const redisReply *reply) {
         return -1;
     }
     rs_take_evm(j, idn__reply_at(reply, 7));
+    const char *dlv = idn__reply_str(idn__reply_at(reply, 8));
+    const char *pm = idn__reply_str(idn__reply_at(reply, 10));
+    if (!dlv || !pm || idn__strv_from_reply(&nd->pending, idn__reply_at(reply, 9))) {
+        rs_fail(j, IDN_EINTERNAL, "unexpected reply to idn_read");
+        return -1;
+    }
+    nd->dlv = dlv[0] == '1';
+    nd->pm = pm[0] != '\0';
+    /* pending merges reach the target: at a root, by a loser's absorb, or as
+     * a half-done merge that was not delivered */
+    if (nd->pm || nd->pending.n > 0 || (nd->into[0] != '\0' && !nd->done && !nd->dlv))
+        j->take_pending = 1;
     return 0;
 }
 
@@ -438,11 +464,12 @@ static void rs_on_read(redisReply *reply, const char *err, void *ud) {
 static void rs_read(rs_job *j, int node) {
     const char *id = j->nodes[node].id;
     int has_msg = j->message_id[0] != '\0';
-    char *k[4] = {idn_key_master(id), idn_key_master_ids(id), idn_key_master_merges(id),
-                  has_msg ? idn_key_master_evm(id, j->message_id) : idn_key_master(id)};
-    if (k[0] && k[1] && k[2] && k[3]) {
+    char *k[5] = {idn_key_master(id), idn_key_master_ids(id), idn_key_master_merges(id),
+                  has_msg ? idn_key_master_evm(id, j->message_id) : idn_key_master(id),
+                  idn_key_master_pm(id)};
+    if (k[0] && k[1] && k[2] && k[3] && k[4]) {
         rs_ref *r = rs_ref_new(j, node);
-        const char *keys[4] = {k[0], k[1], k[2], k[3]};
+        const char *keys[5] = {k[0], k[1], k[2], k[3], k[4]};
         const char *args[2 + IDN_MAX_RULE_TYPES + IDN_MAX_IDENTIFIERS];
         char n_limited[RS_NUM_LEN];
         snprintf(n_limited, sizeof n_limited, "%zu", j->st->n_limited);
@@ -454,11 +481,11 @@ static void rs_read(rs_job *j, int node) {
         for (size_t i = 0; i < j->n; i++)
             args[nargs++] = j->member[i];
         if (r != NULL)
-            idn__eval(j->st, j->st->s_read, rs_on_read, r, 4, keys, nargs, args);
+            idn__eval(j->st, j->st->s_read, rs_on_read, r, 5, keys, nargs, args);
     } else {
         rs_fail(j, IDN_EINTERNAL, "out of memory");
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(k[i]);
 }
 
@@ -535,38 +562,46 @@ static void rs_on_absorb(redisReply *reply, const char *err, void *ud) {
 static void rs_absorb(rs_job *j, int node, const char *target, int hops) {
     rs_node *nd = &j->nodes[node];
     int has_msg = nd->merge_msg[0] != '\0';
-    char *k[4] = {idn_key_master(target), idn_key_master_ids(target),
+    char *k[5] = {idn_key_master(target), idn_key_master_ids(target),
                   idn_key_master_merges(target),
-                  has_msg ? idn_key_master_evm(target, nd->merge_msg) : idn_key_master(target)};
+                  has_msg ? idn_key_master_evm(target, nd->merge_msg) : idn_key_master(target),
+                  idn_key_master_pm(target)};
     char *record = idn_merge_encode(nd->into, nd->id, strtoll(nd->merged_at, NULL, 10),
                                     nd->merge_msg);
-    size_t nargs = 5 + nd->members.n + nd->merges.n;
+    size_t nargs = RS_ABSORB_FIXED_ARGS + nd->members.n + nd->pending.n + nd->merges.n;
     const char **args = malloc(nargs * sizeof *args);
     rs_ref *r = NULL;
-    if (k[0] && k[1] && k[2] && k[3] && record && args && (r = rs_ref_new(j, node)) != NULL) {
-        char ttl[RS_NUM_LEN], count[RS_NUM_LEN];
+    if (k[0] && k[1] && k[2] && k[3] && k[4] && record && args &&
+        (r = rs_ref_new(j, node)) != NULL) {
+        char ttl[RS_NUM_LEN], count[RS_NUM_LEN], n_pending[RS_NUM_LEN];
         snprintf(ttl, sizeof ttl, "%d", j->st->evm_ttl_s);
         snprintf(count, sizeof count, "%zu", nd->members.n);
-        args[0] = nd->id;
-        args[1] = record;
-        args[2] = has_msg ? ttl : "";
-        args[3] = nd->merge_msg;
-        args[4] = count;
+        snprintf(n_pending, sizeof n_pending, "%zu", nd->pending.n);
+        size_t a = 0;
+        args[a++] = nd->id;
+        args[a++] = record;
+        args[a++] = has_msg ? ttl : "";
+        args[a++] = nd->merge_msg;
+        args[a++] = count;
+        args[a++] = nd->dlv ? "" : "1";
+        args[a++] = n_pending;
         for (size_t i = 0; i < nd->members.n; i++)
-            args[5 + i] = nd->members.v[i];
+            args[a++] = nd->members.v[i];
+        for (size_t i = 0; i < nd->pending.n; i++)
+            args[a++] = nd->pending.v[i];
         for (size_t i = 0; i < nd->merges.n; i++)
-            args[5 + nd->members.n + i] = nd->merges.v[i];
+            args[a++] = nd->merges.v[i];
         j->wrote = 1;
         r->hops = hops;
         snprintf(r->target, sizeof r->target, "%s", target);
-        const char *keys[4] = {k[0], k[1], k[2], k[3]};
-        idn__eval(j->st, j->st->s_absorb, rs_on_absorb, r, 4, keys, (int)nargs, args);
+        const char *keys[5] = {k[0], k[1], k[2], k[3], k[4]};
+        idn__eval(j->st, j->st->s_absorb, rs_on_absorb, r, 5, keys, (int)a, args);
     } else if (r == NULL) {
         rs_fail(j, IDN_EINTERNAL, "out of memory");
     }
     free(args);
     free(record);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(k[i]);
 }
 
@@ -721,11 +756,15 @@ static void rs_on_loser(redisReply *reply, const char *err, void *ud) {
         rs_node *nd = &j->nodes[node];
         idn__strv_clear(&nd->members);
         idn__strv_clear(&nd->merges);
+        idn__strv_clear(&nd->pending);
         if (idn__strv_from_reply(&nd->members, idn__reply_at(reply, 1)) ||
-            idn__strv_from_reply(&nd->merges, idn__reply_at(reply, 2)))
+            idn__strv_from_reply(&nd->merges, idn__reply_at(reply, 2)) ||
+            idn__strv_from_reply(&nd->pending, idn__reply_at(reply, 3))) {
             rs_fail(j, IDN_EINTERNAL, "out of memory");
-        else
+        } else {
+            j->take_pending |= nd->pending.n > 0 || !nd->dlv;
             rs_absorb(j, node, nd->into, 0);
+        }
     } else if (ok) {
         j->restart = 1; /* merged elsewhere or changed since read */
     }
@@ -741,18 +780,20 @@ static void rs_merge(rs_job *j, int view) {
     free(nd->merge_msg);
     nd->merge_msg = strdup(j->message_id);
     nd->ours = 1;
+    nd->dlv = j->deliver;
     j->wrote = 1;
-    char *k[3] = {idn_key_master(nd->id), idn_key_master_ids(nd->id),
-                  idn_key_master_merges(nd->id)};
+    char *k[4] = {idn_key_master(nd->id), idn_key_master_ids(nd->id),
+                  idn_key_master_merges(nd->id), idn_key_master_pm(nd->id)};
     rs_ref *r = NULL;
-    if (nd->merge_msg && k[0] && k[1] && k[2] && (r = rs_ref_new(j, node)) != NULL) {
-        const char *keys[3] = {k[0], k[1], k[2]};
-        const char *args[4] = {j->target, nd->ver, nd->merged_at, nd->merge_msg};
-        idn__eval(j->st, j->st->s_loser, rs_on_loser, r, 3, keys, 4, args);
+    if (nd->merge_msg && k[0] && k[1] && k[2] && k[3] && (r = rs_ref_new(j, node)) != NULL) {
+        const char *keys[4] = {k[0], k[1], k[2], k[3]};
+        const char *args[5] = {j->target, nd->ver, nd->merged_at, nd->merge_msg,
+                               nd->dlv ? "1" : ""};
+        idn__eval(j->st, j->st->s_loser, rs_on_loser, r, 4, keys, 5, args);
     } else if (r == NULL) {
         rs_fail(j, IDN_EINTERNAL, "out of memory");
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         free(k[i]);
 }
 
@@ -850,12 +891,62 @@ static void rs_confirm(rs_job *j) {
     }
 }
 
+static void rs_after_deliver(rs_job *j) {
+    if (j->restart) {
+        rs_new_round(j);
+        return;
+    }
+    rs_finish(j);
+}
+
+static void rs_on_deliver(redisReply *reply, const char *err, void *ud) {
+    int ok;
+    rs_job *j = rs_ref_take(ud, reply, err, &ok);
+    free(ud);
+    const char *into = ok ? idn__reply_str(idn__reply_at(reply, 0)) : NULL;
+    if (ok && into == NULL)
+        rs_fail(j, IDN_EINTERNAL, "unexpected reply to idn_deliver");
+    else if (ok && into[0] != '\0')
+        j->restart = 1; /* merged meanwhile: its pending merges moved on */
+    else if (ok)
+        rs_take_evm(j, idn__reply_at(reply, 1));
+    rs_release(j);
+}
+
+/* Moves the target's merges pending delivery into this message's record
+ * (idn_deliver) and reports them; a target merged meanwhile restarts the
+ * round, which finds its survivor holding them. */
+static void rs_deliver(rs_job *j) {
+    char *k[3] = {idn_key_master(j->target), idn_key_master_pm(j->target),
+                  idn_key_master_evm(j->target, j->message_id)};
+    char ttl[RS_NUM_LEN];
+    snprintf(ttl, sizeof ttl, "%d", j->st->evm_ttl_s);
+    j->next = rs_after_deliver;
+    j->wrote = 1;
+    rs_hold(j);
+    rs_ref *r = NULL;
+    if (k[0] && k[1] && k[2] && (r = rs_ref_new(j, -1)) != NULL) {
+        const char *keys[3] = {k[0], k[1], k[2]};
+        const char *args[2] = {ttl, j->message_id};
+        idn__eval(j->st, j->st->s_deliver, rs_on_deliver, r, 3, keys, 2, args);
+    } else if (r == NULL) {
+        rs_fail(j, IDN_EINTERNAL, "out of memory");
+    }
+    for (int i = 0; i < 3; i++)
+        free(k[i]);
+    rs_release(j);
+}
+
 static void rs_after_add(rs_job *j) {
     if (j->restart) {
         rs_new_round(j);
         return;
     }
     rs_confirm(j);
+    if (j->deliver && j->take_pending) {
+        rs_deliver(j);
+        return;
+    }
     rs_finish(j);
 }
 
@@ -922,13 +1013,14 @@ static void rs_add_step(rs_job *j) {
 /* A job for n identifiers, inputs copied; NULL after answering cb with
  * the failure (allocation, or a bad identifier count). */
 static rs_job *rs_job_new(idn_store *s, const idn_ident *ids, size_t n, const char *message_id,
-                          int64_t now_ms, idn_resolve_cb cb, void *ud) {
+                          int deliver, int64_t now_ms, idn_resolve_cb cb, void *ud) {
     rs_job *j = calloc(1, sizeof *j);
     int oom = j == NULL || n == 0 || n > IDN_MAX_IDENTIFIERS;
     if (!oom) {
         *j = (rs_job){.st = s, .cb = cb, .ud = ud, .now_ms = now_ms, .anchor = -1};
         j->message_id = strdup(message_id ? message_id : "");
         oom = j->message_id == NULL;
+        j->deliver = !oom && deliver && j->message_id[0] != '\0';
         for (size_t i = 0; i < n && !oom; i++) {
             j->ids[i].type = strdup(ids[i].type);
             j->ids[i].value = strdup(ids[i].value);
@@ -952,8 +1044,8 @@ static rs_job *rs_job_new(idn_store *s, const idn_ident *ids, size_t n, const ch
 }
 
 void idn_store_resolve(idn_store *s, const idn_ident *ids, size_t n, const char *message_id,
-                       int64_t now_ms, idn_resolve_cb cb, void *ud) {
-    rs_job *j = rs_job_new(s, ids, n, message_id, now_ms, cb, ud);
+                       int deliver, int64_t now_ms, idn_resolve_cb cb, void *ud) {
+    rs_job *j = rs_job_new(s, ids, n, message_id, deliver, now_ms, cb, ud);
     if (j != NULL)
         rs_new_round(j);
 }
@@ -971,7 +1063,7 @@ void idn_store_resolve_probed(idn_store *s, const idn_probe *probe, size_t r, in
         cb(&res, ud);
         return;
     }
-    rs_job *j = rs_job_new(s, q->ids, q->n, q->message_id, now_ms, cb, ud);
+    rs_job *j = rs_job_new(s, q->ids, q->n, q->message_id, q->deliver, now_ms, cb, ud);
     if (j == NULL)
         return;
     if (!read_all) {

@@ -329,7 +329,8 @@ static void on_resolve(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud
         cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", x->req.error);
     } else if (!fail_fast(svc, call)) {
         count_request_drops(rq, &x->req);
-        idn_store_resolve(svc->store, x->req.ids, x->req.n, x->req.message_id, cdp_now_ms(),
+        idn_store_resolve(svc->store, x->req.ids, x->req.n, x->req.message_id, x->req.deliver,
+                          cdp_now_ms(),
                           resolve_done, x);
         return;
     }
@@ -497,13 +498,13 @@ static void runner_start(batch_runner *rn, size_t from, const idn_probe *probe) 
             return;
         }
         if (rn->shared == i) {
-            idn_store_resolve(b->svc->store, q->ids, q->n, q->message_id, cdp_now_ms(),
+            idn_store_resolve(b->svc->store, q->ids, q->n, q->message_id, q->deliver, cdp_now_ms(),
                               batch_resolved, rn);
             return;
         }
         if (q->message_id && q->message_id[0]) {
             idn_store_check(b->svc->store, b->outs[rn->shared].master_id, q->message_id,
-                            batch_checked, rn);
+                            q->deliver, batch_checked, rn);
             return;
         }
         outcome_keep_all(&b->outs[i], q->n, b->outs[rn->shared].master_id);
@@ -520,7 +521,7 @@ static void batch_checked(idn_status st, const char *error, int ok, void *ud) {
     if (st != IDN_OK) {
         batch_fail(b, i, st, error);
     } else if (!ok) { /* merged meanwhile, or a merge record to report */
-        idn_store_resolve(b->svc->store, q->ids, q->n, q->message_id, cdp_now_ms(),
+        idn_store_resolve(b->svc->store, q->ids, q->n, q->message_id, q->deliver, cdp_now_ms(),
                           batch_resolved, rn);
         return;
     } else {
@@ -664,7 +665,7 @@ static void on_resolve_batch(cdp_rpc_call *call, const ProtobufCMessage *msg, vo
     }
     for (size_t i = 0; i < b->n; i++)
         b->probe[i] = (idn_probe_req){b->reqs[i].ids, b->usable[i] ? b->reqs[i].n : 0,
-                                      b->reqs[i].message_id};
+                                      b->reqs[i].message_id, b->reqs[i].deliver};
     idn_store_probe(svc->store, b->probe, b->n, batch_probed, b);
 }
 

@@ -16,21 +16,24 @@
 
 /* ------------------------------------------------------------------ scripts */
 
-/* READ: KEYS hash, ids, merges, evm; ARGV[1] '1' to read the evm list,
+/* READ: KEYS hash, ids, merges, evm, pm; ARGV[1] '1' to read the evm list,
  * ARGV[2] the number n of limited types, ARGV[3..2+n] their member prefixes
  * ("user_id:"), then the event's members.
- * -> {merged_into, merge_done, ver, merged_at, merge_msg, members, merges, evm}
+ * -> {merged_into, merge_done, ver, merged_at, merge_msg, members, merges, evm,
+ *     merge_dlv, pending, pm}
  * For a root, members are only what the planner needs: the members of
  * limited types and those of the event's members that the set holds, so a
  * person with thousands of cookies does not ship them on every event. For a
- * loser whose merge is not yet complete, all members and its merge records
- * (the merge still has to be absorbed). */
+ * loser whose merge is not yet complete, all members, its merge records and
+ * its merges pending delivery (the merge still has to be absorbed). merge_dlv
+ * is '1' when the merge that made it a loser was delivered by its message;
+ * pm is non-empty when merges are pending delivery here. */
 static const char k_lua_read[] =
     "local h = redis.call('HMGET', KEYS[1], 'merged_into', 'merge_done', 'ver', 'merged_at',"
-    " 'merge_msg')\n"
+    " 'merge_msg', 'merge_dlv', 'pm')\n"
     "local evm = {}\n"
     "if ARGV[1] == '1' then evm = redis.call('LRANGE', KEYS[4], 0, -1) end\n"
-    "local members, merges = {}, {}\n"
+    "local members, merges, pending = {}, {}, {}\n"
     "local lim = tonumber(ARGV[2])\n"
     "local function limited(m)\n"
     "  for i = 3, 2 + lim do\n"
@@ -52,40 +55,56 @@ static const char k_lua_read[] =
     "elseif not h[2] then\n"
     "  members = redis.call('SMEMBERS', KEYS[2])\n"
     "  merges = redis.call('LRANGE', KEYS[3], 0, -1)\n"
+    "  pending = redis.call('LRANGE', KEYS[5], 0, -1)\n"
     "end\n"
-    "return {h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '', members, merges, evm}\n";
+    "return {h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '', members, merges, evm,"
+    " h[6] or '', pending, h[7] or ''}\n";
 
-/* LOSER: KEYS hash, ids, merges; ARGV survivor, expected ver, merged_at,
- * message id. Marks the master merged only if it is not merged yet and has
- * not changed since it was read. -> {'merged', into} | {'changed'} |
- * {'ok', members, merges} */
+/* LOSER: KEYS hash, ids, merges, pm; ARGV survivor, expected ver, merged_at,
+ * message id, '1' if the merge is delivered by its message ('' if it must
+ * wait for a pipeline event, see DELIVER). Marks the master merged only if it
+ * is not merged yet and has not changed since it was read; from then on its
+ * set and its pending merges are frozen (ADD, ABSORB and DELIVER refuse a
+ * merged master), so the snapshot returned is complete.
+ * -> {'merged', into} | {'changed'} | {'ok', members, merges, pending} */
 static const char k_lua_loser[] =
     "local h = redis.call('HMGET', KEYS[1], 'merged_into', 'ver')\n"
     "if h[1] then return {'merged', h[1]} end\n"
     "if (h[2] or '0') ~= ARGV[2] then return {'changed'} end\n"
     "redis.call('HSET', KEYS[1], 'merged_into', ARGV[1], 'merged_at', ARGV[3], 'merge_msg', ARGV[4])\n"
-    "return {'ok', redis.call('SMEMBERS', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1)}\n";
+    "if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'merge_dlv', '1') end\n"
+    "return {'ok', redis.call('SMEMBERS', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1),"
+    " redis.call('LRANGE', KEYS[4], 0, -1)}\n";
 
-/* ABSORB: KEYS hash, ids, merges, evm; ARGV loser, record, evm ttl ('' for
- * none), message id, member count, members..., the loser's own merge
- * records... Idempotent: the 'a:<loser>' field guards against a second
- * application. With a ttl, the record also goes to the message's evm list
- * and the hash gets the flag 'e:<message id>' that the fast path checks (the
- * flag has no TTL: one small field per merge-causing message, like a:).
+/* ABSORB: KEYS hash, ids, merges, evm, pm; ARGV loser, record, evm ttl (''
+ * for none), message id, member count n, '1' if the merge is pending
+ * delivery, pending count p, members..., the loser's pending records...,
+ * the loser's own merge records... Idempotent: the 'a:<loser>' field guards
+ * against a second application. With a ttl, the record also goes to the
+ * message's evm list and the hash gets the flag 'e:<message id>' that the
+ * fast path checks (the flag has no TTL: one small field per merge-causing
+ * message, like a:). The loser's pending merges, then this merge if it is
+ * pending, are appended to this master's pending list (oldest first) and
+ * its 'pm' field is set: nothing pending at a loser is stranded.
  * -> '1' when applied now, '0' when applied before, or the id this master
  * was itself merged into. */
 static const char k_lua_absorb[] =
     "local into = redis.call('HGET', KEYS[1], 'merged_into')\n"
     "if into then return into end\n"
     "if redis.call('HSETNX', KEYS[1], 'a:' .. ARGV[1], '1') == 0 then return '0' end\n"
-    "local n = tonumber(ARGV[5])\n"
-    "for i = 6, 5 + n, 1000 do\n"
-    "  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, 5 + n)))\n"
+    "local n, p = tonumber(ARGV[5]), tonumber(ARGV[7])\n"
+    "for i = 8, 7 + n, 1000 do\n"
+    "  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, 7 + n)))\n"
     "end\n"
-    "for i = 6 + n, #ARGV, 1000 do\n"
+    "for i = 8 + n, 7 + n + p, 1000 do\n"
+    "  redis.call('RPUSH', KEYS[5], unpack(ARGV, i, math.min(i + 999, 7 + n + p)))\n"
+    "end\n"
+    "for i = 8 + n + p, #ARGV, 1000 do\n"
     "  redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 999, #ARGV)))\n"
     "end\n"
     "redis.call('RPUSH', KEYS[3], ARGV[2])\n"
+    "if ARGV[6] == '1' then redis.call('RPUSH', KEYS[5], ARGV[2]) end\n"
+    "if p > 0 or ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'pm', '1') end\n"
     "if ARGV[3] ~= '' then\n"
     "  redis.call('RPUSH', KEYS[4], ARGV[2])\n"
     "  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))\n"
@@ -115,6 +134,27 @@ static const char k_lua_repoint[] =
     "end\n"
     "return 0\n";
 
+/* DELIVER: KEYS hash, pm, evm; ARGV evm ttl, message id. Hands the merges
+ * pending delivery at a root to one pipeline message: moves them into the
+ * message's evm list (flag 'e:<message id>', as ABSORB does), so a retry of
+ * the message reports them again and no other message gets them.
+ * -> {into} when the master was merged meanwhile (its pending merges went
+ * with it to its survivor), else {'', records} (possibly none). */
+static const char k_lua_deliver[] =
+    "local into = redis.call('HGET', KEYS[1], 'merged_into')\n"
+    "if into then return {into} end\n"
+    "local recs = redis.call('LRANGE', KEYS[2], 0, -1)\n"
+    "for i = 1, #recs, 1000 do\n"
+    "  redis.call('RPUSH', KEYS[3], unpack(recs, i, math.min(i + 999, #recs)))\n"
+    "end\n"
+    "if #recs > 0 then\n"
+    "  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[1]))\n"
+    "  redis.call('HSET', KEYS[1], 'e:' .. ARGV[2], '1')\n"
+    "end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "redis.call('HDEL', KEYS[1], 'pm')\n"
+    "return {'', recs}\n";
+
 /* GET: KEYS hash, ids, merges -> {into} for a merged master, else
  * {'', created_ms, members, merges} */
 static const char k_lua_get[] =
@@ -142,7 +182,9 @@ idn_store *idn_store_new(cdp_redis *r, const idn_rules *rules, const idn_store_o
     s->s_add = cdp_redis_script_add(r, "idn_add", k_lua_add);
     s->s_repoint = cdp_redis_script_add(r, "idn_repoint", k_lua_repoint);
     s->s_get = cdp_redis_script_add(r, "idn_get", k_lua_get);
-    if (!s->s_read || !s->s_loser || !s->s_absorb || !s->s_add || !s->s_repoint || !s->s_get) {
+    s->s_deliver = cdp_redis_script_add(r, "idn_deliver", k_lua_deliver);
+    if (!s->s_read || !s->s_loser || !s->s_absorb || !s->s_add || !s->s_repoint || !s->s_get ||
+        !s->s_deliver) {
         free(s);
         return NULL;
     }
@@ -273,7 +315,7 @@ void idn__count_path(const char *path, double n) {
 
 int idn__verify_issue(idn_store *s, const char *master, const char *const *msgs, size_t k,
                       cdp_redis_cb cb, void *ud) {
-    size_t argc = 3 + k;
+    size_t argc = 4 + k;
     const char **argv = malloc(argc * sizeof *argv);
     size_t *lens = malloc(argc * sizeof *lens);
     char **fields = calloc(k ? k : 1, sizeof *fields);
@@ -285,8 +327,9 @@ int idn__verify_issue(idn_store *s, const char *master, const char *const *msgs,
         argv[0] = "HMGET";
         argv[1] = key;
         argv[2] = IDN_F_MERGED_INTO;
+        argv[3] = IDN_F_PENDING_MERGES;
         for (size_t i = 0; i < k; i++)
-            argv[3 + i] = fields[i];
+            argv[4 + i] = fields[i];
         for (size_t i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
         cdp_redis_command(s->redis, key, lens[1], cb, ud, (int)argc, argv, lens);
@@ -307,15 +350,25 @@ int idn__verify_root(const redisReply *reply) {
     return into != NULL && into->type == REDIS_REPLY_NIL;
 }
 
-int idn__verify_flag(const redisReply *reply, size_t i) {
-    const redisReply *f = idn__reply_at(reply, 1 + i);
+int idn__verify_pending(const redisReply *reply) {
+    const redisReply *f = idn__reply_at(reply, 1);
     return f == NULL || f->type != REDIS_REPLY_NIL;
+}
+
+int idn__verify_flag(const redisReply *reply, size_t i) {
+    const redisReply *f = idn__reply_at(reply, 2 + i);
+    return f == NULL || f->type != REDIS_REPLY_NIL;
+}
+
+int idn__verify_must_deliver(const redisReply *reply, const char *message_id, int deliver) {
+    return deliver && message_id != NULL && message_id[0] != '\0' && idn__verify_pending(reply);
 }
 
 typedef struct {
     idn_check_cb cb;
     void *ud;
     int with_msg;
+    int deliver; /* with_msg and deliver_merges */
 } check_job;
 
 static void check_on_reply(redisReply *reply, const char *err, void *ud) {
@@ -325,13 +378,14 @@ static void check_on_reply(redisReply *reply, const char *err, void *ud) {
     if (!idn__reply_ok(reply, err, &st, msg, sizeof msg)) {
         c->cb(st, msg, 0, c->ud);
     } else {
-        int ok = idn__verify_root(reply) && !(c->with_msg && idn__verify_flag(reply, 0));
+        int ok = idn__verify_root(reply) && !(c->with_msg && idn__verify_flag(reply, 0)) &&
+                 !(c->deliver && idn__verify_pending(reply));
         c->cb(IDN_OK, NULL, ok, c->ud);
     }
     free(c);
 }
 
-void idn_store_check(idn_store *s, const char *master_id, const char *message_id,
+void idn_store_check(idn_store *s, const char *master_id, const char *message_id, int deliver,
                      idn_check_cb cb, void *ud) {
     check_job *c = malloc(sizeof *c);
     if (c == NULL) {
@@ -339,6 +393,7 @@ void idn_store_check(idn_store *s, const char *master_id, const char *message_id
         return;
     }
     *c = (check_job){.cb = cb, .ud = ud, .with_msg = message_id && message_id[0] != '\0'};
+    c->deliver = c->with_msg && deliver;
     const char *msgs[1] = {message_id};
     idn__verify_issue(s, master_id, msgs, c->with_msg ? 1 : 0, check_on_reply, c);
 }

@@ -65,13 +65,18 @@ typedef struct {
 typedef void (*idn_resolve_cb)(const idn_resolve_result *res, void *ud);
 
 /* Resolves n (1..IDN_MAX_IDENTIFIERS) normalized, distinct identifiers.
- * message_id may be NULL or "" (then no per-message record is kept). The
+ * message_id may be NULL or "" (then no per-message record is kept).
+ * deliver (the pipeline's deliver_merges, effective only with a message id):
+ * merges this resolution causes are delivered by its answer; merges pending
+ * delivery at the root (made by requests without deliver) are moved into
+ * this message's record and reported with its merges. Without deliver, the
+ * merges it causes are also left pending at the survivor. The
  * inputs are copied. cb may run before this returns only on allocation
  * failure. The common case (every identifier a confirmed claim of one root,
  * no merge record for the message) costs one GET per identifier and one
  * HMGET; anything else takes the full path. */
 void idn_store_resolve(idn_store *s, const idn_ident *ids, size_t n, const char *message_id,
-                       int64_t now_ms, idn_resolve_cb cb, void *ud);
+                       int deliver, int64_t now_ms, idn_resolve_cb cb, void *ud);
 
 /* ------------------------------------------------------ batch fast path */
 
@@ -79,6 +84,7 @@ typedef struct {
     const idn_ident *ids; /* normalized, distinct; n == 0: not probed */
     size_t n;
     const char *message_id; /* may be NULL or "" */
+    int deliver;            /* see idn_store_resolve */
 } idn_probe_req;
 
 typedef struct idn_probe idn_probe;
@@ -109,14 +115,15 @@ void idn_store_probe(idn_store *s, const idn_probe_req *reqs, size_t n, idn_prob
 void idn_store_resolve_probed(idn_store *s, const idn_probe *probe, size_t r, int64_t now_ms,
                               idn_resolve_cb cb, void *ud);
 
-/* ok: master_id is a root and holds no merge record of message_id. */
+/* ok: master_id is a root, holds no merge record of message_id and, for a
+ * delivering request, no merge pending delivery. */
 typedef void (*idn_check_cb)(idn_status st, const char *error, int ok, void *ud);
 
 /* Checks, with one HMGET, that master_id is still a root and holds no merge
- * record of message_id (NULL or "": not checked): what a request sharing an
- * earlier identical request's answer must confirm. cb is called exactly
- * once. */
-void idn_store_check(idn_store *s, const char *master_id, const char *message_id,
+ * record of message_id (NULL or "": not checked) and, with deliver (and a
+ * message id), no merge pending delivery: what a request sharing an earlier
+ * identical request's answer must confirm. cb is called exactly once. */
+void idn_store_check(idn_store *s, const char *master_id, const char *message_id, int deliver,
                      idn_check_cb cb, void *ud);
 
 /* ------------------------------------------------------------- queries */

@@ -29,6 +29,7 @@ struct idn_store {
     cdp_redis_script *s_add;     /* add ids to a master unless merged */
     cdp_redis_script *s_repoint; /* compare-and-set an identifier key */
     cdp_redis_script *s_get;     /* identities and merges of a master */
+    cdp_redis_script *s_deliver; /* hand pending merges to one message */
 };
 
 /* Classifies a command outcome. Returns 1 if (reply, err) is a usable
@@ -60,17 +61,22 @@ int idn__strv_from_reply(idn_strv *sv, const redisReply *arr);
  * skipped. Returns a malloc'd array (*n set), or NULL on ENOMEM (when n>0). */
 idn_ident *idn__members_split(idn_strv *members, size_t *n);
 
-/* The fast path's check of a master: HMGET <hash> merged_into e:<msg>...
+/* The fast path's check of a master: HMGET <hash> merged_into pm e:<msg>...
  * for the k message ids msgs (each non-empty). cb is always called exactly
  * once (with err "out of memory" before this returns on allocation failure,
  * then -1 is returned). */
 int idn__verify_issue(idn_store *s, const char *master, const char *const *msgs, size_t k,
                       cdp_redis_cb cb, void *ud);
 /* On a usable reply to idn__verify_issue: whether the master is a root (no
- * merged_into), and whether message i's flag is set (or the reply is too
- * short: then the caller takes the full path). */
+ * merged_into); whether it holds merges pending delivery; and whether
+ * message i's flag is set (or the reply is too short: then the caller takes
+ * the full path). */
 int idn__verify_root(const redisReply *reply);
+int idn__verify_pending(const redisReply *reply);
 int idn__verify_flag(const redisReply *reply, size_t i);
+/* Whether a request with a message id and deliver set, whose master's
+ * verify reply is `reply`, must take the full path to take pending merges. */
+int idn__verify_must_deliver(const redisReply *reply, const char *message_id, int deliver);
 
 /* Counts n resolutions by path: "fast", "shared" or "full". */
 void idn__count_path(const char *path, double n);

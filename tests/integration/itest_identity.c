@@ -8,7 +8,9 @@
  * common-case fast path (a retry whose keys were all re-pointed still reports
  * its merges; a half-done merge is noticed through ResolveBatch), concurrent
  * resolutions of one new person converging on one master id, recovery from
- * crashes staged in Redis (a half-done merge, a claim without its add), and
+ * crashes staged in Redis (a half-done merge, a claim without its add), the
+ * delivery of merges made by direct calls to exactly one pipeline message
+ * (deliver_merges; chains, a half-done chain, concurrent messages), and
  * UNAVAILABLE while Redis is down. Two replicas run, so that concurrent
  * resolutions race across processes as they do in production.
  *
@@ -833,6 +835,247 @@ static void test_interrupted_merge_batch(void) {
     cdp__v1__resolve_response__free_unpacked(c, NULL);
 }
 
+/* ------------------------------------------------ delivery of direct merges */
+
+/* Resolves up to two identifiers (t2 NULL for one) through Resolve, or
+ * through a ResolveBatch of one request with `batch`; NULL on failure. The
+ * caller frees the answer with cdp__v1__resolve_response__free_unpacked. */
+static Cdp__V1__ResolveResponse *resolve_one(int batch, const char *msg, int deliver,
+                                             const char *t1, const char *v1, const char *t2,
+                                             const char *v2) {
+    req_buf b;
+    rb_init(&b, msg);
+    b.req.deliver_merges = deliver;
+    rb_add(&b, t1, v1);
+    if (t2 != NULL)
+        rb_add(&b, t2, v2);
+    if (!batch) {
+        call_result r;
+        Cdp__V1__ResolveResponse *a = resolve(&b, &r);
+        free(r.resp);
+        return a;
+    }
+    Cdp__V1__ResolveBatchResponse *resp = resolve_batch(&b, 1);
+    if (resp == NULL)
+        return NULL;
+    /* re-pack the one result so the caller owns a standalone message */
+    size_t len = protobuf_c_message_get_packed_size(&resp->results[0]->base);
+    uint8_t *buf = malloc(len ? len : 1);
+    protobuf_c_message_pack(&resp->results[0]->base, buf);
+    Cdp__V1__ResolveResponse *a = cdp__v1__resolve_response__unpack(NULL, len, buf);
+    free(buf);
+    cdp__v1__resolve_batch_response__free_unpacked(resp, NULL);
+    return a;
+}
+
+/* A new master for one identifier, its id copied into out; 0 or -1. Waits
+ * a little after, so that the next master is strictly younger. */
+static int new_master(const char *type, const char *value, char *out, size_t len) {
+    Cdp__V1__ResolveResponse *a = resolve_one(0, NULL, 0, type, value, NULL, NULL);
+    int ok = a != NULL && a->created;
+    if (ok)
+        snprintf(out, len, "%s", a->master_id);
+    cdp__v1__resolve_response__free_unpacked(a, NULL);
+    sleep_ms(5);
+    return ok ? 0 : -1;
+}
+
+/* Whether a reports exactly n merges, and one of loser into survivor made
+ * by message msg (NULL: any). */
+static int has_merge(const Cdp__V1__ResolveResponse *a, size_t n, const char *loser,
+                     const char *survivor, const char *msg) {
+    if (a == NULL || a->n_merges != n)
+        return 0;
+    for (size_t i = 0; i < a->n_merges; i++) {
+        const Cdp__V1__Merge *m = a->merges[i];
+        if (strcmp(m->loser_id, loser) == 0 && strcmp(m->survivor_id, survivor) == 0 &&
+            (msg == NULL || strcmp(m->message_id, msg) == 0) && m->merged_at != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+static void free_resp(Cdp__V1__ResolveResponse *a) {
+    if (a != NULL)
+        cdp__v1__resolve_response__free_unpacked(a, NULL);
+}
+
+/* A direct Resolve (no deliver_merges) merges two masters: the merge waits
+ * at the survivor until exactly one pipeline message (deliver_merges) takes
+ * it; a retry of that message gets it again, another message does not, and
+ * requests without deliver_merges never take it. */
+static void test_deliver_direct_merge(void) {
+    char cookie[64], email[64], a[32], c[32], direct[64], m1[64], m2[64], nd[64];
+    val(cookie, sizeof cookie, "c-dlv");
+    snprintf(email, sizeof email, "dlv-%s@example.com", tag);
+    val(direct, sizeof direct, "direct-dlv");
+    val(m1, sizeof m1, "m1-dlv");
+    val(m2, sizeof m2, "m2-dlv");
+    val(nd, sizeof nd, "nd-dlv");
+    if (new_master("cookie_id", cookie, a, sizeof a) || new_master("email", email, c, sizeof c)) {
+        CHECK(0, "deliver: setup");
+        return;
+    }
+    Cdp__V1__ResolveResponse *d = resolve_one(0, direct, 0, "email", email, "cookie_id", cookie);
+    CHECK(has_merge(d, 1, c, a, direct), "a direct Resolve reports the merge it caused");
+    free_resp(d);
+    Cdp__V1__ResolveResponse *x = resolve_one(0, nd, 0, "email", email, NULL, NULL);
+    CHECK(x && strcmp(x->master_id, a) == 0 && x->n_merges == 0,
+          "a Resolve without deliver_merges takes no pending merge");
+    free_resp(x);
+    x = resolve_one(1, nd, 0, "cookie_id", cookie, NULL, NULL);
+    CHECK(x && x->n_merges == 0, "a batch request without deliver_merges takes none either");
+    free_resp(x);
+    if (rc != NULL) {
+        char key[160];
+        snprintf(key, sizeof key, "cdp:idn:{m:%s}", a);
+        CHECK(redis_eventually("HGET %s pm", key, "1"), "the survivor holds the pending merge");
+    }
+    x = resolve_one(1, m1, 1, "email", email, NULL, NULL);
+    CHECK(has_merge(x, 1, c, a, direct), "the first pipeline message gets the direct merge");
+    free_resp(x);
+    x = resolve_one(1, m1, 1, "email", email, NULL, NULL);
+    CHECK(has_merge(x, 1, c, a, direct), "a retry of that message gets it again");
+    free_resp(x);
+    x = resolve_one(0, m1, 1, "cookie_id", cookie, NULL, NULL);
+    CHECK(has_merge(x, 1, c, a, direct), "so does a retry through Resolve");
+    free_resp(x);
+    x = resolve_one(1, m2, 1, "email", email, NULL, NULL);
+    CHECK(x && strcmp(x->master_id, a) == 0 && x->n_merges == 0,
+          "another pipeline message does not get it");
+    free_resp(x);
+}
+
+/* Two identical pipeline events of one batch: only the first takes the
+ * pending merge (the second shares its answer only after checking that
+ * nothing is pending any more). */
+static void test_deliver_batch_once(void) {
+    char cookie[64], email[64], a[32], c[32], msg[2][64];
+    val(cookie, sizeof cookie, "c-dlvb");
+    snprintf(email, sizeof email, "dlvb-%s@example.com", tag);
+    val(msg[0], sizeof msg[0], "m1-dlvb");
+    val(msg[1], sizeof msg[1], "m2-dlvb");
+    if (new_master("cookie_id", cookie, a, sizeof a) || new_master("email", email, c, sizeof c)) {
+        CHECK(0, "deliver batch: setup");
+        return;
+    }
+    free_resp(resolve_one(0, NULL, 0, "email", email, "cookie_id", cookie));
+    req_buf b[2];
+    for (int i = 0; i < 2; i++) {
+        rb_init(&b[i], msg[i]);
+        b[i].req.deliver_merges = 1;
+        rb_add(&b[i], "email", email);
+    }
+    Cdp__V1__ResolveBatchResponse *resp = resolve_batch(b, 2);
+    CHECK(resp && resp->results[0]->n_merges + resp->results[1]->n_merges == 1 &&
+              has_merge(resp->results[0], 1, c, a, ""),
+          "identical pipeline events of a batch: the first alone gets the merge");
+    if (resp)
+        cdp__v1__resolve_batch_response__free_unpacked(resp, NULL);
+}
+
+/* Chains: S holds L's undelivered merge; S is then merged into T.
+ * Undelivered (direct) S into T: T inherits both. Delivered (pipeline) S
+ * into T: that message gets its own merge and the inherited one. */
+static void test_deliver_chain(void) {
+    for (int delivered = 0; delivered < 2; delivered++) {
+        char ct[64], es[64], dl[64], t[32], s[32], l[32], m[64], direct[64];
+        snprintf(ct, sizeof ct, "c-chain%d-%s", delivered, tag);
+        snprintf(es, sizeof es, "chain%d-%s@example.com", delivered, tag);
+        snprintf(dl, sizeof dl, "d-chain%d-%s", delivered, tag);
+        snprintf(m, sizeof m, "m-chain%d-%s", delivered, tag);
+        snprintf(direct, sizeof direct, "direct-chain%d-%s", delivered, tag);
+        if (new_master("cookie_id", ct, t, sizeof t) || new_master("email", es, s, sizeof s) ||
+            new_master("device_id", dl, l, sizeof l)) {
+            CHECK(0, "deliver chain: setup");
+            return;
+        }
+        free_resp(resolve_one(0, direct, 0, "email", es, "device_id", dl)); /* L into S */
+        Cdp__V1__ResolveResponse *x;
+        if (!delivered) {
+            free_resp(resolve_one(0, NULL, 0, "cookie_id", ct, "email", es)); /* S into T */
+            x = resolve_one(0, m, 1, "device_id", dl, NULL, NULL);
+        } else {
+            x = resolve_one(1, m, 1, "cookie_id", ct, "email", es);
+        }
+        CHECK(x && strcmp(x->master_id, t) == 0 && has_merge(x, 2, l, s, direct) &&
+                  has_merge(x, 2, s, t, delivered ? m : ""),
+              "chain (%s S into T): the pipeline message gets L into S and S into T",
+              delivered ? "delivered" : "direct");
+        free_resp(x);
+        snprintf(m, sizeof m, "m-chain%d-next-%s", delivered, tag);
+        x = resolve_one(1, m, 1, "device_id", dl, NULL, NULL);
+        CHECK(x && strcmp(x->master_id, t) == 0 && x->n_merges == 0,
+              "chain (%s): the next message gets nothing", delivered ? "delivered" : "direct");
+        free_resp(x);
+    }
+}
+
+/* A crash between the two halves of a direct merge of S (holding L's
+ * pending merge) into T: the next pipeline event completes the merge and
+ * gets both merges. */
+static void test_deliver_chain_crash(void) {
+    char ct[64], es[64], dl[64], t[32], s[32], l[32], m[64];
+    val(ct, sizeof ct, "c-chainx");
+    snprintf(es, sizeof es, "chainx-%s@example.com", tag);
+    val(dl, sizeof dl, "d-chainx");
+    val(m, sizeof m, "m-chainx");
+    if (new_master("cookie_id", ct, t, sizeof t) || new_master("email", es, s, sizeof s) ||
+        new_master("device_id", dl, l, sizeof l)) {
+        CHECK(0, "deliver chain crash: setup");
+        return;
+    }
+    free_resp(resolve_one(0, NULL, 0, "email", es, "device_id", dl)); /* L into S */
+    /* the loser half of S into T, as a direct call leaves it (no merge_dlv) */
+    redisReply *r = redisCommand(rc, "HSET cdp:idn:{m:%s} merged_into %s merged_at 1700000000000 "
+                                     "merge_msg crashed", s, t);
+    freeReplyObject(r);
+    Cdp__V1__ResolveResponse *x = resolve_one(0, m, 1, "device_id", dl, NULL, NULL);
+    CHECK(x && strcmp(x->master_id, t) == 0 && has_merge(x, 2, l, s, "") &&
+              has_merge(x, 2, s, t, "crashed"),
+          "a half-done direct merge: the pipeline event gets both merges");
+    free_resp(x);
+}
+
+/* Many pipeline messages at once, on two replicas, after a direct merge:
+ * exactly one of them gets it. */
+static void test_deliver_concurrent(void) {
+    char cookie[64], email[64], a[32], c[32];
+    val(cookie, sizeof cookie, "c-dlvc");
+    snprintf(email, sizeof email, "dlvc-%s@example.com", tag);
+    if (new_master("cookie_id", cookie, a, sizeof a) || new_master("email", email, c, sizeof c)) {
+        CHECK(0, "deliver concurrent: setup");
+        return;
+    }
+    free_resp(resolve_one(0, NULL, 0, "email", email, "cookie_id", cookie));
+    req_buf *b = calloc(CONCURRENT_CALLS, sizeof *b);
+    call_result *res = calloc(CONCURRENT_CALLS, sizeof *res);
+    char (*msgs)[64] = calloc(CONCURRENT_CALLS, sizeof *msgs);
+    for (int i = 0; i < CONCURRENT_CALLS; i++) {
+        snprintf(msgs[i], sizeof msgs[i], "conc-dlv-%d-%s", i, tag);
+        rb_init(&b[i], msgs[i]);
+        b[i].req.deliver_merges = 1;
+        rb_add(&b[i], i % 3 ? "email" : "cookie_id", i % 3 ? email : cookie);
+        start_call(i % 2 ? chan2 : chan, "Resolve", &b[i].req.base, &res[i]);
+    }
+    int got = 0, ok = 1;
+    for (int i = 0; i < CONCURRENT_CALLS; i++) {
+        while (!res[i].done)
+            uv_run(loop, UV_RUN_ONCE);
+        Cdp__V1__ResolveResponse *x =
+            res[i].resp ? cdp__v1__resolve_response__unpack(NULL, res[i].len, res[i].resp) : NULL;
+        ok = ok && x != NULL;
+        got += has_merge(x, 1, c, a, "");
+        free_resp(x);
+        free(res[i].resp);
+    }
+    CHECK(ok && got == 1, "%d concurrent pipeline messages: exactly one gets the merge (%d did)",
+          CONCURRENT_CALLS, got);
+    free(msgs);
+    free(res);
+    free(b);
+}
+
 /* A process died between claiming an identifier (claims are written pending,
  * "<master>~") and adding it to the master's set: the next event carrying it
  * heals the set and confirms the claim (the key becomes the plain id). */
@@ -970,7 +1213,12 @@ int main(int argc, char **argv) {
     test_batch_identical();
     test_big_batch();
     test_concurrency();
+    test_deliver_direct_merge();
+    test_deliver_batch_once();
+    test_deliver_chain();
+    test_deliver_concurrent();
     if (redis > 0) {
+        test_deliver_chain_crash();
         test_interrupted_merge();
         test_interrupted_merge_batch();
         test_claim_without_add();

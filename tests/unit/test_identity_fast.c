@@ -2,7 +2,10 @@
  * case, and that the plan the fast path answers with is the one the planner
  * would compute, over randomized rules and profiles (including profiles
  * already above a lowered limit). Also shows why unconfirmed (pending)
- * claims are excluded: the planner can drop such an identifier. */
+ * claims are excluded: the planner can drop such an identifier. And how
+ * the fast path reads its HMGET (merged_into, pm, e:<message>...): a
+ * pipeline request (deliver_merges) leaves it when merges are pending
+ * delivery, any other request does not. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +18,7 @@
 
 #include "idn_fast.h"
 #include "idn_rules.h"
+#include "idn_store_int.h"
 
 #define RANDOM_ROUNDS 2000
 #define MAX_EVENT_IDS 6
@@ -153,12 +157,63 @@ static void test_unconfirmed_claim_can_be_dropped(void **state) {
     assert_string_equal(planned.reason[0], "limit user_id=1 would be exceeded");
 }
 
+/* ------------------------------------------------------- verify replies */
+
+/* An HMGET reply of n fields; set[i] non-NULL gives field i a value. */
+typedef struct {
+    redisReply arr;
+    redisReply el[4];
+    redisReply *ptr[4];
+} hmget_reply;
+
+static void hmget_init(hmget_reply *r, size_t n, const char *const *set) {
+    memset(r, 0, sizeof *r);
+    r->arr.type = REDIS_REPLY_ARRAY;
+    r->arr.elements = n;
+    r->arr.element = r->ptr;
+    for (size_t i = 0; i < n; i++) {
+        r->ptr[i] = &r->el[i];
+        r->el[i].type = set[i] ? REDIS_REPLY_STRING : REDIS_REPLY_NIL;
+        r->el[i].str = (char *)set[i];
+        r->el[i].len = set[i] ? strlen(set[i]) : 0;
+    }
+}
+
+static void test_verify_pending(void **state) {
+    (void)state;
+    hmget_reply r;
+    const char *pending[3] = {NULL, "1", NULL};
+    hmget_init(&r, 3, pending);
+    assert_int_equal(idn__verify_root(&r.arr), 1);
+    assert_int_equal(idn__verify_pending(&r.arr), 1);
+    assert_int_equal(idn__verify_flag(&r.arr, 0), 0);
+    assert_int_equal(idn__verify_must_deliver(&r.arr, "m1", 1), 1);
+    assert_int_equal(idn__verify_must_deliver(&r.arr, "m1", 0), 0); /* direct call */
+    assert_int_equal(idn__verify_must_deliver(&r.arr, "", 1), 0);   /* no message id */
+    assert_int_equal(idn__verify_must_deliver(&r.arr, NULL, 1), 0);
+    const char *clean[3] = {NULL, NULL, NULL};
+    hmget_init(&r, 3, clean);
+    assert_int_equal(idn__verify_pending(&r.arr), 0);
+    assert_int_equal(idn__verify_must_deliver(&r.arr, "m1", 1), 0);
+    const char *flagged[3] = {NULL, NULL, "1"};
+    hmget_init(&r, 3, flagged);
+    assert_int_equal(idn__verify_flag(&r.arr, 0), 1);
+    assert_int_equal(idn__verify_pending(&r.arr), 0);
+    const char *merged[2] = {"m018c2e4a1b2f0000000000", NULL};
+    hmget_init(&r, 2, merged);
+    assert_int_equal(idn__verify_root(&r.arr), 0);
+    hmget_init(&r, 1, clean); /* too short: take the full path */
+    assert_int_equal(idn__verify_pending(&r.arr), 1);
+    assert_int_equal(idn__verify_flag(&r.arr, 0), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_candidate),
         cmocka_unit_test(test_same_idents),
         cmocka_unit_test(test_fast_plan_matches_planner),
         cmocka_unit_test(test_unconfirmed_claim_can_be_dropped),
+        cmocka_unit_test(test_verify_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

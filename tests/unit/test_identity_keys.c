@@ -25,14 +25,16 @@ static void test_keys_and_slots(void **state) {
     assert_string_equal(ik, im);
     const char *id = "m018c2e4a1b2f0123456789";
     char *k[5] = {idn_key_master(id), idn_key_master_ids(id), idn_key_master_merges(id),
-                  idn_key_master_evm(id, "msg-1"), NULL};
+                  idn_key_master_evm(id, "msg-1"), idn_key_master_pm(id)};
     assert_string_equal(k[0], "cdp:idn:{m:m018c2e4a1b2f0123456789}");
     assert_string_equal(k[3], "cdp:idn:{m:m018c2e4a1b2f0123456789}:evm:msg-1");
-    /* every key of a master shares one slot, so one script may touch them */
+    assert_string_equal(k[4], "cdp:idn:{m:m018c2e4a1b2f0123456789}:pm");
+    /* every key of a master shares one slot, so one script may touch them
+     * (idn_deliver moves pending merges into a message's record atomically) */
     unsigned slot = cdp_redis_key_slot(k[0], strlen(k[0]));
-    for (int i = 1; i < 4; i++)
+    for (int i = 1; i < 5; i++)
         assert_int_equal(cdp_redis_key_slot(k[i], strlen(k[i])), slot);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(k[i]);
     free(ik);
     free(im);
@@ -191,7 +193,13 @@ static void test_request_prepare(void **state) {
     assert_int_equal(r.n_dropped, 1);
     assert_int_equal(r.dropped[0].src, 1);
     assert_string_equal(r.dropped[0].reason, "blocked value");
+    assert_int_equal(r.deliver, 0); /* a direct call unless the pipeline says so */
     idn_request_clear(&r);
+    f.req.deliver_merges = 1;
+    assert_int_equal(idn_request_prepare(&cfg, &f.req, &r), IDN_REQ_OK);
+    assert_int_equal(r.deliver, 1);
+    idn_request_clear(&r);
+    f.req.deliver_merges = 0;
 
     fx_add(&f, "email", "broken");
     assert_int_equal(idn_request_prepare(&cfg, &f.req, &r), IDN_REQ_INVALID);
