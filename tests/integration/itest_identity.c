@@ -40,6 +40,7 @@
 
 #include "cdp/v1/identity.pb-c.h"
 #include "cdp_rpc.h"
+#include "itest_util.h"
 
 #define DEFAULT_REDIS_PORT 6401
 #define DEFAULT_IDN_PORT 50182
@@ -48,8 +49,6 @@
 #define DEFAULT_IDN2_METRICS_PORT 9283
 #define ADDR_LEN 32
 #define CALL_DEADLINE_MS 10000
-#define READY_TIMEOUT_MS 10000
-#define POLL_MS 100
 #define CONCURRENT_CALLS 50
 #define CONCURRENT_PERSONS 4
 #define BATCH_PERSONS 100
@@ -61,76 +60,14 @@ static int IDN_METRICS_PORT = DEFAULT_IDN_METRICS_PORT;
 static int IDN2_METRICS_PORT = DEFAULT_IDN2_METRICS_PORT;
 static char IDN_ADDR[ADDR_LEN], IDN2_ADDR[ADDR_LEN], IDN_METRICS_ADDR[ADDR_LEN],
     IDN2_METRICS_ADDR[ADDR_LEN];
-static int passed, failed;
 static uv_loop_t *loop;
 static cdp_rpc_channel *chan, *chan2;
 static redisContext *rc; /* direct access to our own Redis, to stage crashes */
 static char tag[32]; /* makes this run's identifiers unique */
 
-#define CHECK(cond, ...)                                                                    \
-    do {                                                                                    \
-        if (cond) {                                                                         \
-            passed++;                                                                       \
-        } else {                                                                            \
-            failed++;                                                                       \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                            \
-            fprintf(stderr, __VA_ARGS__);                                                   \
-            fprintf(stderr, "\n");                                                          \
-        }                                                                                   \
-    } while (0)
+#define CHECK ITEST_CHECK /* every check counts in itest_util's tally */
 
 /* ------------------------------------------------------------------ processes */
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static pid_t spawn(char *const argv[], char *const env[]) {
-    fflush(stdout); /* or the child's freopen flushes our buffer a second time */
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        for (size_t i = 0; env && env[i]; i++)
-            putenv(env[i]);
-        if (getenv("ITEST_VERBOSE") == NULL &&
-            (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)))
-            _exit(127);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int stop_process(pid_t pid, int timeout_ms) {
-    int status = 0;
-    kill(pid, SIGTERM);
-    for (int waited = 0; waited < timeout_ms; waited += POLL_MS) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        sleep_ms(POLL_MS);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-}
-
-static pid_t start_redis(void) {
-    char port[16];
-    snprintf(port, sizeof port, "%d", REDIS_PORT);
-    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", NULL};
-    pid_t pid = spawn(argv, NULL);
-    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
-        redisContext *c = redisConnect("127.0.0.1", REDIS_PORT);
-        int ok = c && !c->err;
-        redisFree(c);
-        if (ok)
-            return pid;
-        sleep_ms(POLL_MS);
-    }
-    return pid;
-}
 
 static pid_t start_identity(const char *bin, const char *redis_addr, const char *addr,
                             const char *metrics) {
@@ -140,44 +77,18 @@ static pid_t start_identity(const char *bin, const char *redis_addr, const char 
     snprintf(m, sizeof m, "CDP_METRICS_ADDR=%s", metrics);
     char *env[] = {redis, grpc, m, "CDP_REDIS_COMMAND_TIMEOUT_MS=2000", NULL};
     char *argv[] = {(char *)bin, NULL};
-    return spawn(argv, env);
+    return itest_spawn(argv, env);
 }
 
 /* ------------------------------------------------------------------ calls */
 
-typedef struct {
-    int done;
-    grpc_status_code code;
-    char details[512];
-    uint8_t *resp;
-    size_t len;
-} call_result;
-
-static void on_done(grpc_status_code code, const char *details, const ProtobufCMessage *resp,
-                    void *ud) {
-    call_result *r = ud;
-    r->code = code;
-    snprintf(r->details, sizeof r->details, "%s", details ? details : "");
-    if (resp) {
-        r->len = protobuf_c_message_get_packed_size(resp);
-        r->resp = malloc(r->len ? r->len : 1);
-        protobuf_c_message_pack(resp, r->resp);
-    }
-    r->done = 1;
-}
-
 static void start_call(cdp_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
-                       call_result *r) {
-    memset(r, 0, sizeof *r);
-    cdp_rpc_unary(ch, &cdp__v1__identity__descriptor, method, req, CALL_DEADLINE_MS, on_done, r);
+                       itest_call_result *r) {
+    itest_call_start(ch, &cdp__v1__identity__descriptor, method, req, CALL_DEADLINE_MS, r);
 }
 
-static call_result call(const char *method, const ProtobufCMessage *req) {
-    call_result r;
-    start_call(chan, method, req, &r);
-    while (!r.done)
-        uv_run(loop, UV_RUN_ONCE);
-    return r;
+static itest_call_result call(const char *method, const ProtobufCMessage *req) {
+    return itest_call(loop, chan, &cdp__v1__identity__descriptor, method, req, CALL_DEADLINE_MS);
 }
 
 /* A request under construction: up to MAX_IDS identifiers. */
@@ -206,12 +117,12 @@ static void rb_add(req_buf *b, const char *type, const char *value) {
     b->ptrs[i] = &b->ids[i];
 }
 
-static Cdp__V1__ResolveResponse *resolve(req_buf *b, call_result *out) {
+static Cdp__V1__ResolveResponse *resolve(req_buf *b, itest_call_result *out) {
     *out = call("Resolve", &b->req.base);
     return out->resp ? cdp__v1__resolve_response__unpack(NULL, out->len, out->resp) : NULL;
 }
 
-static char *lookup(const char *type, const char *value, call_result *out) {
+static char *lookup(const char *type, const char *value, itest_call_result *out) {
     Cdp__V1__Identifier id = CDP__V1__IDENTIFIER__INIT;
     id.type = (char *)type;
     id.value = (char *)value;
@@ -228,7 +139,8 @@ static char *lookup(const char *type, const char *value, call_result *out) {
     return m;
 }
 
-static Cdp__V1__GetIdentitiesResponse *get_identities(const char *master, call_result *out) {
+static Cdp__V1__GetIdentitiesResponse *get_identities(const char *master,
+                                                      itest_call_result *out) {
     Cdp__V1__GetIdentitiesRequest req = CDP__V1__GET_IDENTITIES_REQUEST__INIT;
     req.master_id = (char *)master;
     *out = call("GetIdentities", &req.base);
@@ -248,20 +160,11 @@ static void val(char *out, size_t len, const char *what) {
 }
 
 static int wait_ready(cdp_rpc_channel *ch) {
-    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
-        req_buf b;
-        rb_init(&b, NULL);
-        rb_add(&b, "cookie_id", "readiness-probe");
-        call_result r;
-        start_call(ch, "Resolve", &b.req.base, &r);
-        while (!r.done)
-            uv_run(loop, UV_RUN_ONCE);
-        free(r.resp);
-        if (r.code == GRPC_STATUS_OK)
-            return 0;
-        sleep_ms(POLL_MS);
-    }
-    return -1;
+    req_buf b;
+    rb_init(&b, NULL);
+    rb_add(&b, "cookie_id", "readiness-probe");
+    return itest_wait_ok(loop, ch, &cdp__v1__identity__descriptor, "Resolve", &b.req.base,
+                         CALL_DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -275,7 +178,7 @@ static void test_create_and_resolve_again(void) {
     rb_init(&b, NULL);
     rb_add(&b, "user_id", uid);
     rb_add(&b, "email", upper);
-    call_result r1, r2;
+    itest_call_result r1, r2;
     Cdp__V1__ResolveResponse *a = resolve(&b, &r1);
     CHECK(a && a->created && strlen(a->master_id) == 23, "new person created (%d %s)", r1.code,
           r1.details);
@@ -287,7 +190,7 @@ static void test_create_and_resolve_again(void) {
     Cdp__V1__ResolveResponse *c = resolve(&b, &r2);
     CHECK(a && c && !c->created && strcmp(a->master_id, c->master_id) == 0,
           "same email resolves to the same master");
-    call_result r3;
+    itest_call_result r3;
     char *m = lookup("email", upper, &r3);
     CHECK(a && m && strcmp(m, a->master_id) == 0, "Lookup normalizes and finds the master");
     free(m);
@@ -310,7 +213,7 @@ static void test_validation(void) {
     rb_init(&b, NULL);
     rb_add(&b, "user_id", "x-valid");
     rb_add(&b, "email", "broken-email");
-    call_result r;
+    itest_call_result r;
     Cdp__V1__ResolveResponse *a = resolve(&b, &r);
     CHECK(!a && r.code == GRPC_STATUS_INVALID_ARGUMENT &&
               strcmp(r.details, "identifiers[1].value: not a valid email") == 0,
@@ -341,7 +244,7 @@ static void test_validation(void) {
     cdp__v1__resolve_response__free_unpacked(a, NULL);
     free(r.resp);
 
-    call_result g;
+    itest_call_result g;
     Cdp__V1__GetIdentitiesResponse *gi = get_identities("nope", &g);
     CHECK(!gi && g.code == GRPC_STATUS_INVALID_ARGUMENT, "GetIdentities validates the id");
     gi = get_identities("m000000000001aaaaaaaaaa", &g);
@@ -350,6 +253,9 @@ static void test_validation(void) {
 }
 
 static int redis_eventually(const char *cmd, const char *key, const char *want);
+static Cdp__V1__ResolveResponse *resolve_one(int batch, const char *msg, int deliver,
+                                             const char *t1, const char *v1, const char *t2,
+                                             const char *v2);
 
 static void test_merge_and_retry(void) {
     char cookie[64], email[64], msg[64];
@@ -357,16 +263,10 @@ static void test_merge_and_retry(void) {
     snprintf(email, sizeof email, "bob-%s@example.com", tag);
     val(msg, sizeof msg, "msg-merge");
     req_buf b;
-    call_result r;
-    rb_init(&b, NULL);
-    rb_add(&b, "cookie_id", cookie);
-    Cdp__V1__ResolveResponse *a = resolve(&b, &r);
-    free(r.resp);
-    sleep_ms(5); /* the second master is strictly younger */
-    rb_init(&b, NULL);
-    rb_add(&b, "email", email);
-    Cdp__V1__ResolveResponse *c = resolve(&b, &r);
-    free(r.resp);
+    itest_call_result r;
+    Cdp__V1__ResolveResponse *a = resolve_one(0, NULL, 0, "cookie_id", cookie, NULL, NULL);
+    itest_sleep_ms(5); /* the second master is strictly younger */
+    Cdp__V1__ResolveResponse *c = resolve_one(0, NULL, 0, "email", email, NULL, NULL);
     CHECK(a && c && strcmp(a->master_id, c->master_id) < 0, "two masters, the first older");
     if (!a || !c)
         return;
@@ -398,14 +298,14 @@ static void test_merge_and_retry(void) {
     free(r.resp);
     CHECK(other && other->n_merges == 0, "another message reports no merges");
 
-    call_result g;
+    itest_call_result g;
     Cdp__V1__GetIdentitiesResponse *gi = get_identities(c->master_id, &g);
     CHECK(gi && strcmp(gi->master_id, a->master_id) == 0 &&
               has_identifier(gi->identifiers, gi->n_identifiers, "email", email) &&
               has_identifier(gi->identifiers, gi->n_identifiers, "cookie_id", cookie) &&
               gi->n_merges == 1,
           "GetIdentities of the loser follows to the survivor with all identifiers");
-    call_result lr;
+    itest_call_result lr;
     char *lm = lookup("email", email, &lr);
     CHECK(lm && strcmp(lm, a->master_id) == 0, "Lookup after merge gives the survivor");
     free(lm);
@@ -424,7 +324,7 @@ static void test_user_id_limit(void) {
     val(u2, sizeof u2, "limit-u2");
     snprintf(email, sizeof email, "shared-%s@example.com", tag);
     req_buf b;
-    call_result r;
+    itest_call_result r;
     rb_init(&b, NULL);
     rb_add(&b, "user_id", u1);
     rb_add(&b, "email", email);
@@ -466,7 +366,7 @@ static void test_batch(void) {
     Cdp__V1__ResolveBatchRequest req = CDP__V1__RESOLVE_BATCH_REQUEST__INIT;
     req.requests = reqs;
     req.n_requests = N;
-    call_result r = call("ResolveBatch", &req.base);
+    itest_call_result r = call("ResolveBatch", &req.base);
     Cdp__V1__ResolveBatchResponse *resp =
         r.resp ? cdp__v1__resolve_batch_response__unpack(NULL, r.len, r.resp) : NULL;
     free(r.resp);
@@ -496,7 +396,7 @@ static Cdp__V1__ResolveBatchResponse *resolve_batch(req_buf *b, size_t n) {
     Cdp__V1__ResolveBatchRequest req = CDP__V1__RESOLVE_BATCH_REQUEST__INIT;
     req.requests = reqs;
     req.n_requests = n;
-    call_result r = call("ResolveBatch", &req.base);
+    itest_call_result r = call("ResolveBatch", &req.base);
     free(reqs);
     Cdp__V1__ResolveBatchResponse *resp =
         r.resp ? cdp__v1__resolve_batch_response__unpack(NULL, r.len, r.resp) : NULL;
@@ -520,12 +420,12 @@ static void test_batch_identical(void) {
     snprintf(email, sizeof email, "ident-%s@example.com", tag);
     val(cookie, sizeof cookie, "ident-cookie");
     req_buf pre;
-    call_result r;
+    itest_call_result r;
     rb_init(&pre, NULL); /* an older master holding the cookie */
     rb_add(&pre, "cookie_id", cookie);
     Cdp__V1__ResolveResponse *old = resolve(&pre, &r);
     free(r.resp);
-    sleep_ms(5);
+    itest_sleep_ms(5);
     req_buf b[N];
     for (int i = 0; i < N; i++) {
         char msg[64];
@@ -595,7 +495,7 @@ static void test_big_batch(void) {
     req.requests = reqs;
     req.n_requests = N;
     uint64_t t0 = uv_hrtime();
-    call_result r = call("ResolveBatch", &req.base);
+    itest_call_result r = call("ResolveBatch", &req.base);
     double ms = (double)(uv_hrtime() - t0) / 1e6;
     Cdp__V1__ResolveBatchResponse *resp =
         r.resp ? cdp__v1__resolve_batch_response__unpack(NULL, r.len, r.resp) : NULL;
@@ -634,7 +534,7 @@ static void test_big_batch(void) {
 static void concurrent_round(int chained, int person, const char *label) {
     static const char *types[] = {"phone", "device_id", "cookie_id", "anonymous_id", "crm_id"};
     req_buf *b = calloc(CONCURRENT_CALLS, sizeof *b);
-    call_result *res = calloc(CONCURRENT_CALLS, sizeof *res);
+    itest_call_result *res = calloc(CONCURRENT_CALLS, sizeof *res);
     unsigned seed = (unsigned)time(NULL);
     for (int i = 0; i < CONCURRENT_CALLS; i++) {
         char v[96];
@@ -677,7 +577,7 @@ static void concurrent_round(int chained, int person, const char *label) {
         if (first[0] == '\0')
             snprintf(first, sizeof first, "%s", a->master_id);
         same = same && strcmp(first, a->master_id) == 0;
-        call_result g;
+        itest_call_result g;
         Cdp__V1__GetIdentitiesResponse *gi = get_identities(a->master_id, &g);
         snprintf(roots[i], sizeof roots[i], "%s", gi ? gi->master_id : "?");
         cdp__v1__get_identities_response__free_unpacked(gi, NULL);
@@ -741,13 +641,13 @@ static void test_concurrency(void) {
 
 /* Polls until `cmd` (one %s for the key) returns `want`. */
 static int redis_eventually(const char *cmd, const char *key, const char *want) {
-    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
+    for (int i = 0; i < ITEST_READY_TIMEOUT_MS / ITEST_POLL_MS; i++) {
         redisReply *r = redisCommand(rc, cmd, key);
         int ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, want) == 0;
         freeReplyObject(r);
         if (ok)
             return 1;
-        sleep_ms(POLL_MS);
+        itest_sleep_ms(ITEST_POLL_MS);
     }
     return 0;
 }
@@ -761,16 +661,10 @@ static void test_interrupted_merge(void) {
     snprintf(email, sizeof email, "crash-%s@example.com", tag);
     val(msg, sizeof msg, "msg-crash");
     req_buf b;
-    call_result r;
-    rb_init(&b, NULL);
-    rb_add(&b, "cookie_id", cookie);
-    Cdp__V1__ResolveResponse *a = resolve(&b, &r);
-    free(r.resp);
-    sleep_ms(5);
-    rb_init(&b, NULL);
-    rb_add(&b, "email", email);
-    Cdp__V1__ResolveResponse *c = resolve(&b, &r);
-    free(r.resp);
+    itest_call_result r;
+    Cdp__V1__ResolveResponse *a = resolve_one(0, NULL, 0, "cookie_id", cookie, NULL, NULL);
+    itest_sleep_ms(5);
+    Cdp__V1__ResolveResponse *c = resolve_one(0, NULL, 0, "email", email, NULL, NULL);
     if (!a || !c) {
         CHECK(0, "interrupted merge: setup");
         return;
@@ -786,7 +680,7 @@ static void test_interrupted_merge(void) {
     CHECK(m && m->n_merges == 1 && strcmp(m->merges[0]->loser_id, c->master_id) == 0 &&
               strcmp(m->merges[0]->message_id, msg) == 0,
           "the retried message reports the merge completed for it");
-    call_result g;
+    itest_call_result g;
     Cdp__V1__GetIdentitiesResponse *gi = get_identities(a->master_id, &g);
     free(g.resp);
     CHECK(gi && has_identifier(gi->identifiers, gi->n_identifiers, "email", email),
@@ -809,12 +703,12 @@ static void test_interrupted_merge_batch(void) {
     val(cookie, sizeof cookie, "c-crash-b");
     snprintf(email, sizeof email, "crash-b-%s@example.com", tag);
     req_buf b[2];
-    call_result r;
+    itest_call_result r;
     rb_init(&b[0], NULL);
     rb_add(&b[0], "cookie_id", cookie);
     Cdp__V1__ResolveResponse *a = resolve(&b[0], &r);
     free(r.resp);
-    sleep_ms(5);
+    itest_sleep_ms(5);
     rb_init(&b[1], NULL);
     rb_add(&b[1], "email", email);
     Cdp__V1__ResolveResponse *c = resolve(&b[1], &r);
@@ -850,7 +744,7 @@ static Cdp__V1__ResolveResponse *resolve_one(int batch, const char *msg, int del
     if (t2 != NULL)
         rb_add(&b, t2, v2);
     if (!batch) {
-        call_result r;
+        itest_call_result r;
         Cdp__V1__ResolveResponse *a = resolve(&b, &r);
         free(r.resp);
         return a;
@@ -876,7 +770,7 @@ static int new_master(const char *type, const char *value, char *out, size_t len
     if (ok)
         snprintf(out, len, "%s", a->master_id);
     cdp__v1__resolve_response__free_unpacked(a, NULL);
-    sleep_ms(5);
+    itest_sleep_ms(5);
     return ok ? 0 : -1;
 }
 
@@ -1049,7 +943,7 @@ static void test_deliver_concurrent(void) {
     }
     free_resp(resolve_one(0, NULL, 0, "email", email, "cookie_id", cookie));
     req_buf *b = calloc(CONCURRENT_CALLS, sizeof *b);
-    call_result *res = calloc(CONCURRENT_CALLS, sizeof *res);
+    itest_call_result *res = calloc(CONCURRENT_CALLS, sizeof *res);
     char (*msgs)[64] = calloc(CONCURRENT_CALLS, sizeof *msgs);
     for (int i = 0; i < CONCURRENT_CALLS; i++) {
         snprintf(msgs[i], sizeof msgs[i], "conc-dlv-%d-%s", i, tag);
@@ -1083,12 +977,7 @@ static void test_claim_without_add(void) {
     char cookie[64], device[64];
     val(cookie, sizeof cookie, "c-heal");
     val(device, sizeof device, "d-heal");
-    req_buf b;
-    call_result r;
-    rb_init(&b, NULL);
-    rb_add(&b, "cookie_id", cookie);
-    Cdp__V1__ResolveResponse *a = resolve(&b, &r);
-    free(r.resp);
+    Cdp__V1__ResolveResponse *a = resolve_one(0, NULL, 0, "cookie_id", cookie, NULL, NULL);
     if (!a) {
         CHECK(0, "claim without add: setup");
         return;
@@ -1096,15 +985,12 @@ static void test_claim_without_add(void) {
     redisReply *x =
         redisCommand(rc, "SET cdp:idn:{i:device_id:%s} %s~", device, a->master_id);
     freeReplyObject(x);
-    call_result g;
+    itest_call_result g;
     Cdp__V1__GetIdentitiesResponse *gi = get_identities(a->master_id, &g);
     free(g.resp);
     int missing = gi && !has_identifier(gi->identifiers, gi->n_identifiers, "device_id", device);
     cdp__v1__get_identities_response__free_unpacked(gi, NULL);
-    rb_init(&b, NULL);
-    rb_add(&b, "device_id", device);
-    Cdp__V1__ResolveResponse *c = resolve(&b, &r);
-    free(r.resp);
+    Cdp__V1__ResolveResponse *c = resolve_one(0, NULL, 0, "device_id", device, NULL, NULL);
     gi = get_identities(a->master_id, &g);
     free(g.resp);
     CHECK(missing && c && !c->created && strcmp(c->master_id, a->master_id) == 0 && gi &&
@@ -1113,7 +999,7 @@ static void test_claim_without_add(void) {
     char key[160];
     snprintf(key, sizeof key, "cdp:idn:{i:device_id:%s}", device);
     CHECK(redis_eventually("GET %s", key, a->master_id), "the healed claim is confirmed");
-    call_result lr;
+    itest_call_result lr;
     char *lm = lookup("device_id", device, &lr);
     CHECK(lm && strcmp(lm, a->master_id) == 0, "Lookup of a confirmed claim");
     free(lm);
@@ -1123,24 +1009,24 @@ static void test_claim_without_add(void) {
 }
 
 static void test_redis_down(pid_t *redis) {
-    stop_process(*redis, 5000);
-    sleep_ms(1500); /* the client notices at its next ping */
+    itest_stop_process(*redis, 5000);
+    itest_sleep_ms(1500); /* the client notices at its next ping */
     req_buf b;
     rb_init(&b, NULL);
     rb_add(&b, "user_id", "while-down");
-    call_result r;
+    itest_call_result r;
     Cdp__V1__ResolveResponse *a = resolve(&b, &r);
     CHECK(!a && r.code == GRPC_STATUS_UNAVAILABLE && strncmp(r.details, "redis unavailable", 17) == 0,
           "Redis down: UNAVAILABLE (%d %s)", r.code, r.details);
-    *redis = start_redis();
+    *redis = itest_start_redis(REDIS_PORT);
     int back = 0;
-    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS && !back; i++) {
+    for (int i = 0; i < ITEST_READY_TIMEOUT_MS / ITEST_POLL_MS && !back; i++) {
         a = resolve(&b, &r);
         back = a != NULL;
         cdp__v1__resolve_response__free_unpacked(a, NULL);
         free(r.resp);
         if (!back)
-            sleep_ms(POLL_MS);
+            itest_sleep_ms(ITEST_POLL_MS);
     }
     CHECK(back, "Redis back: resolution works again");
 }
@@ -1181,7 +1067,7 @@ int main(int argc, char **argv) {
     pid_t redis = 0;
     char own[32];
     if (redis_addr == NULL) {
-        redis = start_redis();
+        redis = itest_start_redis(REDIS_PORT);
         snprintf(own, sizeof own, "127.0.0.1:%d", REDIS_PORT);
         redis_addr = own;
     }
@@ -1195,11 +1081,11 @@ int main(int argc, char **argv) {
     int ready = wait_ready(chan) == 0 && wait_ready(chan2) == 0;
     CHECK(ready, "identity replicas ready (%s)", bin);
     if (!ready) {
-        stop_process(idn, 5000);
-        stop_process(idn2, 5000);
+        itest_stop_process(idn, 5000);
+        itest_stop_process(idn2, 5000);
         if (redis > 0)
-            stop_process(redis, 5000);
-        printf("%d passed, %d failed\n", passed, failed);
+            itest_stop_process(redis, 5000);
+        printf("%d passed, %d failed\n", itest_passed, itest_failed);
         return 1;
     }
 
@@ -1226,14 +1112,14 @@ int main(int argc, char **argv) {
         rc = NULL;
         test_redis_down(&redis);
     }
-    CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly on SIGTERM");
-    CHECK(stop_process(idn2, 10000) == 0, "second replica exits cleanly on SIGTERM");
+    CHECK(itest_stop_process(idn, 10000) == 0, "identity exits cleanly on SIGTERM");
+    CHECK(itest_stop_process(idn2, 10000) == 0, "second replica exits cleanly on SIGTERM");
 
     cdp_rpc_channel_close(chan);
     cdp_rpc_channel_close(chan2);
     uv_run(loop, UV_RUN_NOWAIT);
     if (redis > 0)
-        stop_process(redis, 5000);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+        itest_stop_process(redis, 5000);
+    printf("%d passed, %d failed\n", itest_passed, itest_failed);
+    return itest_failed ? 1 : 0;
 }

@@ -36,6 +36,7 @@
 #include "cdp/v1/ingestion.pb-c.h"
 #include "cdp/v1/profile.pb-c.h"
 #include "cdp_rpc.h"
+#include "itest_util.h"
 
 #define DEFAULT_REDIS_PORT 6421
 #define DEFAULT_GRPC_PORT 50161    /* ingestion; identity +1, profile +2 */
@@ -45,27 +46,14 @@
 #define DEAD "cdp:ing:{log:0}:dead"
 #define ATTEMPTS "cdp:ing:{log:0}:attempts"
 #define CALL_DEADLINE_MS 5000
-#define READY_TIMEOUT_MS 10000
-#define POLL_MS 100
 
-static int passed, failed;
 static uv_loop_t *loop;
 static cdp_rpc_channel *chan;
 static int redis_port;
 static char ing_addr[ADDR_BUFSZ], idn_addr[ADDR_BUFSZ], prf_addr[ADDR_BUFSZ];
 static char ing_metrics[ADDR_BUFSZ], idn_metrics[ADDR_BUFSZ], prf_metrics[ADDR_BUFSZ];
 
-#define CHECK(cond, ...)                                                                    \
-    do {                                                                                    \
-        if (cond) {                                                                         \
-            passed++;                                                                       \
-        } else {                                                                            \
-            failed++;                                                                       \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                            \
-            fprintf(stderr, __VA_ARGS__);                                                   \
-            fprintf(stderr, "\n");                                                          \
-        }                                                                                   \
-    } while (0)
+#define CHECK ITEST_CHECK /* every check counts in itest_util's tally */
 
 /* ------------------------------------------------------------------ processes */
 
@@ -87,59 +75,6 @@ static void ports_init(void)
     snprintf(ing_metrics, sizeof ing_metrics, "127.0.0.1:%d", metrics);
     snprintf(idn_metrics, sizeof idn_metrics, "127.0.0.1:%d", metrics + 1);
     snprintf(prf_metrics, sizeof prf_metrics, "127.0.0.1:%d", metrics + 2);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static pid_t spawn(char *const argv[], char *const env[])
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        for (size_t i = 0; env && env[i]; i++)
-            putenv(env[i]);
-        if (getenv("ITEST_VERBOSE") == NULL &&
-            (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)))
-            _exit(127);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int stop_process(pid_t pid, int timeout_ms)
-{
-    int status = 0;
-    kill(pid, SIGTERM);
-    for (int waited = 0; waited < timeout_ms; waited += POLL_MS) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        sleep_ms(POLL_MS);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-}
-
-static pid_t start_redis(void)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", redis_port);
-    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", NULL};
-    pid_t pid = spawn(argv, NULL);
-    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
-        redisContext *c = redisConnect("127.0.0.1", redis_port);
-        int ok = c && !c->err;
-        redisFree(c);
-        if (ok)
-            return pid;
-        sleep_ms(POLL_MS);
-    }
-    return pid;
 }
 
 /* The variables every process gets: Redis and the services' addresses. */
@@ -171,7 +106,7 @@ static pid_t start_ingestion_env(const char *bin, const char *const *extra)
     for (size_t i = 0; extra && extra[i] && i < MAX_EXTRA_ENV; i++)
         env[8 + i] = (char *)extra[i];
     char *argv[] = {(char *)bin, NULL};
-    return spawn(argv, env);
+    return itest_spawn(argv, env);
 }
 
 static pid_t start_ingestion(const char *bin, const char *extra1, const char *extra2)
@@ -186,56 +121,29 @@ static pid_t start_peer(const char *bin, const char *addr, const char *metrics)
     peer_env_init(&e, addr, metrics);
     char *env[] = {e.redis, e.grpc, e.metrics, e.identity, e.profile, NULL};
     char *argv[] = {(char *)bin, NULL};
-    return spawn(argv, env);
+    return itest_spawn(argv, env);
 }
 
 /* ------------------------------------------------------------------ synchronous calls */
 
-typedef struct {
-    int done;
-    grpc_status_code code;
-    char details[512];
-    uint8_t *resp;
-    size_t len;
-} call_result;
-
-static void on_done(grpc_status_code code, const char *details, const ProtobufCMessage *resp,
-                    void *ud)
+static itest_call_result call_on(cdp_rpc_channel *ch, const ProtobufCServiceDescriptor *svc,
+                                 const char *method, const ProtobufCMessage *req)
 {
-    call_result *r = ud;
-    r->code = code;
-    snprintf(r->details, sizeof r->details, "%s", details ? details : "");
-    if (resp) {
-        r->len = protobuf_c_message_get_packed_size(resp);
-        r->resp = malloc(r->len ? r->len : 1);
-        protobuf_c_message_pack(resp, r->resp);
-    }
-    r->done = 1;
+    return itest_call(loop, ch, svc, method, req, CALL_DEADLINE_MS);
 }
 
-static call_result call_on(cdp_rpc_channel *ch, const ProtobufCServiceDescriptor *svc,
-                           const char *method, const ProtobufCMessage *req)
-{
-    call_result r;
-    memset(&r, 0, sizeof r);
-    cdp_rpc_unary(ch, svc, method, req, CALL_DEADLINE_MS, on_done, &r);
-    while (!r.done)
-        uv_run(loop, UV_RUN_ONCE);
-    return r;
-}
-
-static call_result call(const char *method, const ProtobufCMessage *req)
+static itest_call_result call(const char *method, const ProtobufCMessage *req)
 {
     return call_on(chan, &cdp__v1__ingestion__descriptor, method, req);
 }
 
-static Cdp__V1__EventResult *track(const Cdp__V1__Event *ev, call_result *out)
+static Cdp__V1__EventResult *track(const Cdp__V1__Event *ev, itest_call_result *out)
 {
     *out = call("Track", &ev->base);
     return out->resp ? cdp__v1__event_result__unpack(NULL, out->len, out->resp) : NULL;
 }
 
-static Cdp__V1__IngestResponse *ingest(Cdp__V1__Event **evs, size_t n, call_result *out)
+static Cdp__V1__IngestResponse *ingest(Cdp__V1__Event **evs, size_t n, itest_call_result *out)
 {
     Cdp__V1__IngestRequest req = CDP__V1__INGEST_REQUEST__INIT;
     req.events = evs;
@@ -247,14 +155,8 @@ static Cdp__V1__IngestResponse *ingest(Cdp__V1__Event **evs, size_t n, call_resu
 static int wait_ready(void)
 {
     Cdp__V1__ListDeadLettersRequest req = CDP__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
-    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS; i++) {
-        call_result r = call("ListDeadLetters", &req.base);
-        free(r.resp);
-        if (r.code == GRPC_STATUS_OK)
-            return 0;
-        sleep_ms(POLL_MS);
-    }
-    return -1;
+    return itest_wait_ok(loop, chan, &cdp__v1__ingestion__descriptor, "ListDeadLetters",
+                         &req.base, CALL_DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ Redis helpers */
@@ -307,7 +209,7 @@ static const char *mid(const char *name)
 static void test_track_and_dedup(void)
 {
     Cdp__V1__Event ev;
-    call_result r;
+    itest_call_result r;
     event_init(&ev, mid("t1"), "u-1");
     long long before = redis_int("XLEN " STREAM);
     Cdp__V1__EventResult *res = track(&ev, &r);
@@ -336,7 +238,7 @@ static void test_track_and_dedup(void)
     freeReplyObject(x);
     CHECK(found, "stream entry carries the event with received_at");
 
-    call_result r2;
+    itest_call_result r2;
     Cdp__V1__EventResult *dup = track(&ev, &r2);
     CHECK(r2.code == GRPC_STATUS_OK, "dup track: %d", r2.code);
     CHECK(dup && dup->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_DUPLICATE, "duplicate");
@@ -355,7 +257,7 @@ static void test_track_and_dedup(void)
 static void test_track_invalid(void)
 {
     Cdp__V1__Event ev;
-    call_result r;
+    itest_call_result r;
     event_init(&ev, mid("bad-ts"), "u-1");
     Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     ts.seconds = time(NULL) + 2 * 86400;
@@ -379,7 +281,7 @@ static void test_ingest_batch(void)
     event_init(&b, mid("b2"), "");
     event_init(&c, mid("b1"), "u-2"); /* same message id as a, same batch */
     Cdp__V1__Event *evs[] = {&a, &b, &c};
-    call_result r;
+    itest_call_result r;
     Cdp__V1__IngestResponse *resp = ingest(evs, 3, &r);
     CHECK(r.code == GRPC_STATUS_OK, "ingest: %d %s", r.code, r.details);
     CHECK(resp && resp->n_results == 3, "three results");
@@ -427,7 +329,8 @@ static void add_dead(const char *m, const char *reason)
     freeReplyObject(r);
 }
 
-static Cdp__V1__ListDeadLettersResponse *list_dead(int size, const char *token, call_result *r)
+static Cdp__V1__ListDeadLettersResponse *list_dead(int size, const char *token,
+                                                  itest_call_result *r)
 {
     Cdp__V1__ListDeadLettersRequest req = CDP__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
     req.page_size = size;
@@ -442,7 +345,7 @@ static void test_dead_letters(void)
     add_dead(mid("d1"), "profile: bad");
     add_dead(mid("d2"), "identity returned no master id");
     add_dead(mid("d3"), "profile: worse");
-    call_result r;
+    itest_call_result r;
     Cdp__V1__ListDeadLettersResponse *p1 = list_dead(2, "", &r);
     CHECK(r.code == GRPC_STATUS_OK, "list: %d %s", r.code, r.details);
     CHECK(p1 && p1->n_dead_letters == 2, "page 1 has 2");
@@ -459,7 +362,7 @@ static void test_dead_letters(void)
               p1->dead_letters[0]->id);
     }
     free(r.resp);
-    call_result r2;
+    itest_call_result r2;
     Cdp__V1__ListDeadLettersResponse *p2 =
         list_dead(2, p1 ? p1->next_page_token : "", &r2);
     CHECK(p2 && p2->n_dead_letters == 1, "page 2 has 1");
@@ -479,7 +382,7 @@ static void test_dead_letters(void)
     char *ids[1] = {p1 && p1->n_dead_letters ? p1->dead_letters[0]->id : "0/1-1"};
     rq.ids = ids;
     rq.n_ids = 1;
-    call_result r3 = call("ReplayDeadLetters", &rq.base);
+    itest_call_result r3 = call("ReplayDeadLetters", &rq.base);
     Cdp__V1__ReplayDeadLettersResponse *rr =
         r3.resp ? cdp__v1__replay_dead_letters_response__unpack(NULL, r3.len, r3.resp) : NULL;
     CHECK(r3.code == GRPC_STATUS_OK && rr && rr->replayed == 1, "replayed one");
@@ -514,7 +417,7 @@ static void test_dead_letters(void)
  * counted as a per-event attempt, nothing is dead-lettered. */
 static void test_pipeline_waits_for_dependencies(void)
 {
-    sleep_ms(2500);
+    itest_sleep_ms(2500);
     CHECK(pending_count() > 0, "entries pending in the group: %lld", pending_count());
     CHECK(redis_int("HLEN " ATTEMPTS) == 0, "no per-event attempts counted");
     CHECK(redis_int("XLEN " DEAD) == 0, "nothing dead-lettered");
@@ -522,20 +425,20 @@ static void test_pipeline_waits_for_dependencies(void)
 
 static void test_redis_down(pid_t *redis)
 {
-    stop_process(*redis, 5000);
-    sleep_ms(1500);
+    itest_stop_process(*redis, 5000);
+    itest_sleep_ms(1500);
     Cdp__V1__Event ev;
-    call_result r;
+    itest_call_result r;
     event_init(&ev, mid("down"), "u-3");
     track(&ev, &r);
     CHECK(r.code == GRPC_STATUS_UNAVAILABLE, "redis down: %d %s", r.code, r.details);
     CHECK(strncmp(r.details, "redis unavailable: ", 19) == 0, "details: %s", r.details);
     free(r.resp);
-    *redis = start_redis();
+    *redis = itest_start_redis(redis_port);
     redisFree(rc);
     rc = redisConnect("127.0.0.1", redis_port);
     int ok = 0;
-    for (int i = 0; i < READY_TIMEOUT_MS / POLL_MS && !ok; i++) {
+    for (int i = 0; i < ITEST_READY_TIMEOUT_MS / ITEST_POLL_MS && !ok; i++) {
         Cdp__V1__EventResult *res = track(&ev, &r);
         ok = r.code == GRPC_STATUS_OK && res &&
              res->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_ACCEPTED;
@@ -543,11 +446,11 @@ static void test_redis_down(pid_t *redis)
             cdp__v1__event_result__free_unpacked(res, NULL);
         free(r.resp);
         if (!ok)
-            sleep_ms(POLL_MS);
+            itest_sleep_ms(ITEST_POLL_MS);
     }
     CHECK(ok, "accepted again after Redis came back");
     /* The pipeline re-created its group on the empty Redis. */
-    sleep_ms(1500);
+    itest_sleep_ms(1500);
     CHECK(pending_count() >= 0, "group exists again");
 }
 
@@ -561,7 +464,7 @@ static void test_log_full(const char *bin)
         char name[32];
         snprintf(name, sizeof name, "full-%d", i);
         Cdp__V1__Event ev;
-        call_result r;
+        itest_call_result r;
         event_init(&ev, mid(name), "u-4");
         Cdp__V1__EventResult *res = track(&ev, &r);
         if (r.code == GRPC_STATUS_OK && res && res->status == CDP__V1__EVENT_STATUS__EVENT_STATUS_ACCEPTED)
@@ -575,7 +478,7 @@ static void test_log_full(const char *bin)
     CHECK(accepted == 3 && exhausted == 2, "full log refuses: %d accepted, %d refused", accepted,
           exhausted);
     CHECK(redis_int("XLEN " STREAM) == 3, "nothing evicted");
-    CHECK(stop_process(ing, 10000) == 0, "clean exit");
+    CHECK(itest_stop_process(ing, 10000) == 0, "clean exit");
 }
 
 /* Entries written straight into the log (as a corrupted or foreign writer
@@ -594,11 +497,11 @@ static void test_poison_events(void)
     for (int i = 0; i < 200 && !settled; i++) {
         settled = redis_int("XLEN " DEAD) == 2 && redis_int("XLEN " STREAM) == 0;
         if (!settled)
-            sleep_ms(POLL_MS);
+            itest_sleep_ms(ITEST_POLL_MS);
     }
     CHECK(settled, "both poison entries dead-lettered (dead %lld, log %lld)",
           redis_int("XLEN " DEAD), redis_int("XLEN " STREAM));
-    call_result r;
+    itest_call_result r;
     Cdp__V1__ListDeadLettersResponse *l = list_dead(10, "", &r);
     CHECK(l && l->n_dead_letters == 2, "listed");
     for (size_t i = 0; l && i < l->n_dead_letters; i++) {
@@ -636,7 +539,7 @@ static void test_sharded(const char *bin)
         event_init(&evs[i], names[i], "u-sh");
         ptrs[i] = &evs[i];
     }
-    call_result r;
+    itest_call_result r;
     Cdp__V1__IngestResponse *resp = ingest(ptrs, N, &r);
     CHECK(resp && resp->accepted == N, "all accepted across shards");
     long long total = 0;
@@ -663,13 +566,13 @@ static void test_sharded(const char *bin)
     Cdp__V1__ListDeadLettersResponse *p1 = list_dead(1, "", &r);
     CHECK(p1 && p1->n_dead_letters == 1 && strcmp(p1->dead_letters[0]->message_id, "x0") == 0,
           "shard 0 first");
-    call_result r2;
+    itest_call_result r2;
     Cdp__V1__ListDeadLettersResponse *p2 = list_dead(1, p1 ? p1->next_page_token : "", &r2);
     CHECK(p2 && p2->n_dead_letters == 1 && strncmp(p2->dead_letters[0]->id, "2/", 2) == 0,
           "then shard 2");
     Cdp__V1__ReplayDeadLettersRequest rq = CDP__V1__REPLAY_DEAD_LETTERS_REQUEST__INIT;
     long long before2 = redis_int("XLEN cdp:ing:{log:2}:events");
-    call_result r3 = call("ReplayDeadLetters", &rq.base);
+    itest_call_result r3 = call("ReplayDeadLetters", &rq.base);
     CHECK(r3.code == GRPC_STATUS_OK, "replay all across shards");
     CHECK(redis_int("XLEN cdp:ing:{log:2}:events") == before2 + 1, "replayed into shard 2");
     CHECK(redis_int("XLEN cdp:ing:{log:0}:dead") + redis_int("XLEN cdp:ing:{log:2}:dead") == 0,
@@ -683,7 +586,7 @@ static void test_sharded(const char *bin)
         cdp__v1__list_dead_letters_response__free_unpacked(p2, NULL);
     for (int s = 0; s < 4; s++)
         redis_int("DEL cdp:ing:{log:%d}:events", s);
-    CHECK(stop_process(ing, 10000) == 0, "clean exit");
+    CHECK(itest_stop_process(ing, 10000) == 0, "clean exit");
 }
 
 static void test_pipeline_drains(const char *idn_bin, const char *prf_bin)
@@ -694,14 +597,14 @@ static void test_pipeline_drains(const char *idn_bin, const char *prf_bin)
     for (int i = 0; i < 150 && !drained; i++) {
         drained = redis_int("XLEN " STREAM) == 0 && pending_count() == 0;
         if (!drained)
-            sleep_ms(POLL_MS);
+            itest_sleep_ms(ITEST_POLL_MS);
     }
     CHECK(drained, "log drained through identity and profile (len %lld, pending %lld)",
           redis_int("XLEN " STREAM), pending_count());
     CHECK(redis_int("XLEN " DEAD) == 0, "nothing dead-lettered (%lld)", redis_int("XLEN " DEAD));
     test_poison_events();
-    CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly");
-    CHECK(stop_process(prf, 10000) == 0, "profile exits cleanly");
+    CHECK(itest_stop_process(idn, 10000) == 0, "identity exits cleanly");
+    CHECK(itest_stop_process(prf, 10000) == 0, "profile exits cleanly");
 }
 
 /* Four shards with the pipeline on: every shard drains through the real
@@ -721,7 +624,7 @@ static void test_sharded_drain(const char *bin, const char *idn_bin, const char 
         event_init(&evs[i], names[i], users[i]);
         ptrs[i] = &evs[i];
     }
-    call_result r;
+    itest_call_result r;
     Cdp__V1__IngestResponse *resp = ingest(ptrs, N, &r);
     CHECK(resp && resp->accepted == N, "accepted");
     if (resp)
@@ -735,12 +638,12 @@ static void test_sharded_drain(const char *bin, const char *idn_bin, const char 
                     redis_int("XLEN cdp:ing:{log:%d}:dead", s);
         drained = left == 0;
         if (!drained)
-            sleep_ms(POLL_MS);
+            itest_sleep_ms(ITEST_POLL_MS);
     }
     CHECK(drained, "every shard drained, nothing dead-lettered");
-    CHECK(stop_process(ing, 10000) == 0, "clean exit");
-    CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly");
-    CHECK(stop_process(prf, 10000) == 0, "profile exits cleanly");
+    CHECK(itest_stop_process(ing, 10000) == 0, "clean exit");
+    CHECK(itest_stop_process(idn, 10000) == 0, "identity exits cleanly");
+    CHECK(itest_stop_process(prf, 10000) == 0, "profile exits cleanly");
 }
 
 /* ------------------------------------------------------------------ lanes */
@@ -752,7 +655,7 @@ enum {
     LANE_PER_PERSON = 3 * LANE_TRACKS + 1,
     LANE_EVENTS = LANE_PEOPLE * LANE_PER_PERSON,
     LANE_INGEST_CALL = 500,                  /* events per Ingest call */
-    LANE_DRAIN_POLLS = 600,                  /* x POLL_MS: ASan builds included */
+    LANE_DRAIN_POLLS = 600,                  /* x ITEST_POLL_MS: ASan builds included */
     LANE_CUT_POLL_MS = 1,
 };
 #define LANE_ENV_COUNT "CDP_PIPELINE_LANES=4"
@@ -811,7 +714,7 @@ static long long lane_ingest(lane_backlog *b)
     long long accepted = 0;
     for (size_t at = 0; at < LANE_EVENTS; at += LANE_INGEST_CALL) {
         size_t n = LANE_EVENTS - at < LANE_INGEST_CALL ? LANE_EVENTS - at : LANE_INGEST_CALL;
-        call_result r;
+        itest_call_result r;
         Cdp__V1__IngestResponse *resp = ingest(&b->ptr[at], n, &r);
         if (resp)
             accepted += resp->accepted;
@@ -827,7 +730,7 @@ static int log_drained(int polls)
     for (int i = 0; i < polls; i++) {
         if (redis_int("XLEN " STREAM) == 0 && pending_count() == 0)
             return 1;
-        sleep_ms(POLL_MS);
+        itest_sleep_ms(ITEST_POLL_MS);
     }
     return 0;
 }
@@ -871,7 +774,7 @@ static Cdp__V1__ProfileView *lane_profile(cdp_rpc_channel *prf, const char *type
     id.value = (char *)value;
     Cdp__V1__GetProfileRequest req = CDP__V1__GET_PROFILE_REQUEST__INIT;
     req.identifier = &id;
-    call_result r = call_on(prf, &cdp__v1__profile__descriptor, "GetProfile", &req.base);
+    itest_call_result r = call_on(prf, &cdp__v1__profile__descriptor, "GetProfile", &req.base);
     Cdp__V1__ProfileView *v =
         r.code == GRPC_STATUS_OK && r.resp ? cdp__v1__profile_view__unpack(NULL, r.len, r.resp) : NULL;
     free(r.resp);
@@ -921,11 +824,11 @@ typedef enum {
 static long long lane_wait_progress(void)
 {
     long long left = LANE_EVENTS;
-    for (int i = 0; i < LANE_DRAIN_POLLS * POLL_MS / LANE_CUT_POLL_MS; i++) {
+    for (int i = 0; i < LANE_DRAIN_POLLS * ITEST_POLL_MS / LANE_CUT_POLL_MS; i++) {
         left = redis_int("XLEN " STREAM);
         if (left <= LANE_EVENTS * 3 / 4)
             break;
-        sleep_ms(LANE_CUT_POLL_MS);
+        itest_sleep_ms(LANE_CUT_POLL_MS);
     }
     return left;
 }
@@ -965,7 +868,7 @@ static void lane_case(const char *bin, cdp_rpc_channel *prf, const char *tag,
     pid_t ing = start_ingestion(bin, "CDP_PIPELINE_ENABLED=0", NULL);
     CHECK(wait_ready() == 0, "%s: ingestion (intake only) ready", tag);
     CHECK(lane_ingest(b) == LANE_EVENTS, "%s: backlog accepted", tag);
-    CHECK(stop_process(ing, 10000) == 0, "%s: intake exits cleanly", tag);
+    CHECK(itest_stop_process(ing, 10000) == 0, "%s: intake exits cleanly", tag);
     CHECK(redis_int("XLEN " STREAM) == LANE_EVENTS, "%s: backlog in the log", tag);
 
     const char *lanes_env[] = {LANE_ENV_COUNT, LANE_ENV_BATCH, NULL};
@@ -977,7 +880,7 @@ static void lane_case(const char *bin, cdp_rpc_channel *prf, const char *tag,
     CHECK(lane_consumers(ing) == LANE_COUNT, "%s: one consumer per lane: %d", tag,
           lane_consumers(ing));
     lane_check_profiles(b, prf, tag);
-    CHECK(stop_process(ing, 10000) == 0, "%s: four lanes exit cleanly", tag);
+    CHECK(itest_stop_process(ing, 10000) == 0, "%s: four lanes exit cleanly", tag);
     free(b);
 }
 
@@ -991,8 +894,8 @@ static void test_lanes(const char *bin, const char *idn_bin, const char *prf_bin
     lane_case(bin, prf_chan, "lanes-cut", LANE_CUT);
     lane_case(bin, prf_chan, "lanes-kill", LANE_KILL);
     cdp_rpc_channel_close(prf_chan);
-    CHECK(stop_process(idn, 10000) == 0, "identity exits cleanly");
-    CHECK(stop_process(prf, 10000) == 0, "profile exits cleanly");
+    CHECK(itest_stop_process(idn, 10000) == 0, "identity exits cleanly");
+    CHECK(itest_stop_process(prf, 10000) == 0, "profile exits cleanly");
 }
 
 /* Fills bins[0..2] with the service binaries next to this program; returns
@@ -1035,7 +938,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     ports_init();
     snprintf(run_tag, sizeof run_tag, "it%ld", (long)getpid());
-    pid_t redis = start_redis();
+    pid_t redis = itest_start_redis(redis_port);
     rc = redisConnect("127.0.0.1", redis_port);
     if (!rc || rc->err) {
         fprintf(stderr, "cannot start redis on %d\n", redis_port);
@@ -1056,7 +959,7 @@ int main(int argc, char **argv)
     if (argc == 4)
         test_pipeline_drains(argv[2], argv[3]);
     test_redis_down(&redis);
-    CHECK(stop_process(ing, 10000) == 0, "ingestion exits cleanly on SIGTERM");
+    CHECK(itest_stop_process(ing, 10000) == 0, "ingestion exits cleanly on SIGTERM");
     test_log_full(argv[1]);
     test_sharded(argv[1]);
     if (argc == 4)
@@ -1067,7 +970,7 @@ int main(int argc, char **argv)
     cdp_rpc_channel_close(chan);
     uv_run(loop, UV_RUN_NOWAIT);
     redisFree(rc);
-    stop_process(redis, 5000);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    itest_stop_process(redis, 5000);
+    printf("%d passed, %d failed\n", itest_passed, itest_failed);
+    return itest_failed ? 1 : 0;
 }

@@ -18,21 +18,13 @@
 #include "cdp_log.h"
 #include "cdp_rpc.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "itest_util.h"
 
 enum { MAX_RECV = 64 * 1024, WAIT_LIMIT_MS = 15000 };
 
-static int passed, failed;
 static uv_loop_t *loop;
 
-#define CHECK(cond, what)                                                      \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);     \
-        }                                                                      \
-    } while (0)
+#define CHECK ITEST_CHECK /* every check counts in itest_util's tally */
 
 typedef struct {
     int done;
@@ -228,6 +220,6 @@ int main(void) {
     uv_close((uv_handle_t *)&ticker, NULL);
     cdp_rpc_shutdown();
     uv_run(loop, UV_RUN_DEFAULT);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    printf("%d passed, %d failed\n", itest_passed, itest_failed);
+    return itest_failed ? 1 : 0;
 }
