@@ -9,8 +9,8 @@
  * by Lua, whose tostring keeps 14 digits. */
 #include "prf_lua.h"
 
-/* Helpers the scripts share: the stamp order, the state accumulated across
- * one run, the per-structure merge rules, and the snapshot argument reader. */
+/* Helpers every script shares: the key positions, the stamp order, the
+ * chunked command and the channel value reader. */
 #define PRF_LUA_PRELUDE \
     "-- keys of one profile, all in one hash slot; the main hash holds the\n" \
     "-- scalars and, by field prefix, traits (t:), counts (n:), channels (c:),\n" \
@@ -36,22 +36,23 @@
     "  return bytes_lt(mb, ma)\n" \
     "end\n" \
     "\n" \
-    "-- cmd key [fixed...] list..., in chunks that keep groups of `width`\n" \
-    "-- together; returns the replies of all chunks concatenated (for reads)\n" \
-    "local function bulk(cmd, key, fixed, list, width)\n" \
-    "  if #fixed == 0 and #list <= CHUNK then\n" \
+    "-- cmd key [opt] list..., opt a single word or nil, in chunks that keep\n" \
+    "-- groups of `width` together; returns the replies of all chunks\n" \
+    "-- concatenated (for reads)\n" \
+    "local function bulk(cmd, key, opt, list, width)\n" \
+    "  if #list <= CHUNK then\n" \
     "    -- the common case: one command, its reply as is\n" \
-    "    local r = redis.call(cmd, key, unpack(list))\n" \
-    "    return type(r) == 'table' and r or {}\n" \
+    "    if opt then return redis.call(cmd, key, opt, unpack(list)) end\n" \
+    "    return redis.call(cmd, key, unpack(list))\n" \
     "  end\n" \
     "  local out, step = {}, CHUNK - CHUNK % width\n" \
     "  for i = 1, #list, step do\n" \
-    "    local args = {}\n" \
-    "    for _, a in ipairs(fixed) do args[#args + 1] = a end\n" \
-    "    for j = i, math.min(i + step - 1, #list) do args[#args + 1] = list[j] end\n" \
+    "    local args, na = {}, 0\n" \
+    "    if opt then args[1], na = opt, 1 end\n" \
+    "    for j = i, math.min(i + step - 1, #list) do args[na + j - i + 1] = list[j] end\n" \
     "    local r = redis.call(cmd, key, unpack(args))\n" \
     "    if type(r) == 'table' then\n" \
-    "      for j = 1, #args - #fixed do out[#out + 1] = r[j] end\n" \
+    "      for j = 1, #args - na do out[#out + 1] = r[j] end\n" \
     "    end\n" \
     "  end\n" \
     "  return out\n" \
@@ -65,13 +66,19 @@
     "  return string.sub(v, 1, p1 - 1), string.sub(v, p2 + 1, p2 + ml)\n" \
     "end\n" \
     "\n" \
+    "-- positions in a main-hash read of these fields first (HEAD below)\n" \
+    "local F_INTO, F_TOTAL, F_REVENUE, F_FIRST, F_LAST = 1, 2, 3, 4, 5\n"
+
+/* What the merge scripts add: the merge rule itself and the snapshot
+ * reader. The apply script folds in place and leaves this out, since every
+ * function defined here is a closure built on each run. */
+#define PRF_LUA_MERGE \
     "local function earlier(a, b) return (not b) or tonumber(a) < tonumber(b) end\n" \
     "local function later(a, b) return (not b) or tonumber(a) > tonumber(b) end\n" \
     "\n" \
     "-- main-hash fields read before a merge: these first, at fixed positions,\n" \
     "-- then one per count and channel, whose positions a map gives\n" \
     "local HEAD = { 'merged_into', 'total', 'revenue', 'first_seen', 'last_seen' }\n" \
-    "local F_INTO, F_TOTAL, F_REVENUE, F_FIRST, F_LAST = 1, 2, 3, 4, 5\n" \
     "\n" \
     "-- adds field f to the read unless there; at maps field -> position\n" \
     "local function want(fields, at, f)\n" \
@@ -132,7 +139,7 @@
     "  if #s.traits > 0 then\n" \
     "    local tkeys = {}\n" \
     "    for t, tr in ipairs(s.traits) do tkeys[t] = tr[1] end\n" \
-    "    local stamps = bulk('HMGET', KEYS[TRAIT_TS], {}, tkeys, 1)\n" \
+    "    local stamps = bulk('HMGET', KEYS[TRAIT_TS], nil, tkeys, 1)\n" \
     "    for t, tr in ipairs(s.traits) do\n" \
     "      local old, win = stamps[t], true\n" \
     "      if old then\n" \
@@ -155,14 +162,14 @@
     "    w[#w + 1] = 'f:' .. f\n" \
     "    w[#w + 1] = '1'\n" \
     "  end\n" \
-    "  bulk('HSET', KEYS[MAIN], {}, w, 2)\n" \
-    "  if #wts > 0 then bulk('HSET', KEYS[TRAIT_TS], {}, wts, 2) end\n" \
+    "  bulk('HSET', KEYS[MAIN], nil, w, 2)\n" \
+    "  if #wts > 0 then bulk('HSET', KEYS[TRAIT_TS], nil, wts, 2) end\n" \
     "  local tl = {}\n" \
     "  for _, e in ipairs(s.timeline) do\n" \
     "    tl[#tl + 1] = e[2]\n" \
     "    tl[#tl + 1] = e[1]\n" \
     "  end\n" \
-    "  if #tl > 0 then bulk('ZADD', KEYS[TIMELINE], { 'NX' }, tl, 2) end\n" \
+    "  if #tl > 0 then bulk('ZADD', KEYS[TIMELINE], 'NX', tl, 2) end\n" \
     "  -- every timeline member is an event counted in total, so a profile\n" \
     "  -- whose total fits has nothing to trim\n" \
     "  if total > tl_len then\n" \
@@ -173,7 +180,7 @@
     "    sn[#sn + 1] = e[2]\n" \
     "    sn[#sn + 1] = e[1]\n" \
     "  end\n" \
-    "  if #sn > 0 then bulk('ZADD', KEYS[SEEN], { 'GT' }, sn, 2) end\n" \
+    "  if #sn > 0 then bulk('ZADD', KEYS[SEEN], 'GT', sn, 2) end\n" \
     "end\n" \
     "\n" \
     "-- reads n groups of w args from ARGV[i..]; returns the groups and next i\n" \
@@ -201,82 +208,182 @@ const char prf_lua_apply[] = PRF_LUA_PRELUDE
     "-- apply: ARGV = now, seen cutoff, timeline length, n, then n events of\n"
     "-- mid, ts, count name, channel, timeline member, revenue ('' = none),\n"
     "-- n traits, (key, json)*, n ids, id*\n"
+    "-- Events stay in ARGV (at[e] is the index of event e's message id) and the\n"
+    "-- delta lives in a few per-script tables: no table per event.\n"
     "local now, cutoff, tl_len, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-    "local evs, mids, i = {}, {}, 5\n"
+    "local cutn = tonumber(cutoff)\n"
+    "local at, mids, i = {}, {}, 5\n"
     "for e = 1, n do\n"
-    "  local ev = { mid = ARGV[i], ts = ARGV[i + 1], name = ARGV[i + 2], ch = ARGV[i + 3],\n"
-    "    member = ARGV[i + 4], rev = ARGV[i + 5] }\n"
-    "  -- traits and ids stay in ARGV: first index and count, no tables\n"
-    "  ev.kv_at, ev.kv_n = i + 7, tonumber(ARGV[i + 6])\n"
-    "  i = ev.kv_at + 2 * ev.kv_n\n"
-    "  ev.ids_at, ev.ids_n = i + 1, tonumber(ARGV[i])\n"
-    "  i = ev.ids_at + ev.ids_n\n"
-    "  evs[e] = ev\n"
-    "  mids[e] = ev.mid\n"
+    "  at[e], mids[e] = i, ARGV[i]\n"
+    "  i = i + 7 + 2 * tonumber(ARGV[i + 6])\n"
+    "  i = i + 1 + tonumber(ARGV[i])\n"
     "end\n"
-    "-- one read of the main hash: the tombstone mark and what merge needs for\n"
-    "-- any of the events (a superset of the fresh ones')\n"
-    "local fields, at = { unpack(HEAD) }, {}\n"
-    "for _, ev in ipairs(evs) do\n"
-    "  want(fields, at, 'n:' .. ev.name)\n"
-    "  if ev.ch ~= '' then want(fields, at, 'c:' .. ev.ch) end\n"
+    "-- read before any write: a score under the cutoff is what the window drop\n"
+    "-- below removes, so it does not count as seen\n"
+    "local sc = bulk('ZMSCORE', KEYS[SEEN], nil, mids, 1)\n"
+    "local tsn = {}\n"
+    "-- event e's stamp beats event f's (times already numbers)\n"
+    "local function beats(e, f)\n"
+    "  local a, b = tsn[e], tsn[f]\n"
+    "  if a ~= b then return a > b end\n"
+    "  return bytes_lt(mids[f], mids[e])\n"
     "end\n"
-    "local cur = bulk('HMGET', KEYS[MAIN], {}, fields, 1)\n"
+    "-- the fresh events folded into one delta (the rules are order-free); the\n"
+    "-- main-hash read gets the tombstone mark and the fresh events' fields\n"
+    "local fields, nf = { 'merged_into', 'total', 'revenue', 'first_seen', 'last_seen' }, 5\n"
+    "local cnt, npos, names, cbest, cpos, chans = {}, {}, {}, {}, {}, {}\n"
+    "local tbest, tev, tkeys, idset, taken = {}, {}, {}, {}, {}\n"
+    "local w, nw, tl, nt, fresh, nfresh, dups = {}, 0, {}, 0, {}, 0, 0\n"
+    "local rev, first, firstn, last, lastn = 0, nil, 0, nil, 0\n"
+    "for e = 1, n do\n"
+    "  local k, mid, s = at[e], mids[e], sc[e]\n"
+    "  if (s and tonumber(s) >= cutn) or taken[mid] then\n"
+    "    dups = dups + 1\n"
+    "  else\n"
+    "    taken[mid] = true\n"
+    "    nfresh = nfresh + 1\n"
+    "    fresh[nfresh] = e\n"
+    "    local ts, name, ch, r = ARGV[k + 1], ARGV[k + 2], ARGV[k + 3], ARGV[k + 5]\n"
+    "    local t = tonumber(ts)\n"
+    "    tsn[e] = t\n"
+    "    if r ~= '' then rev = rev + tonumber(r) end\n"
+    "    if not first or t < firstn then first, firstn = ts, t end\n"
+    "    if not last or t > lastn then last, lastn = ts, t end\n"
+    "    local c = cnt[name]\n"
+    "    if c then\n"
+    "      cnt[name] = c + 1\n"
+    "    else\n"
+    "      cnt[name] = 1\n"
+    "      nf = nf + 1\n"
+    "      fields[nf] = 'n:' .. name\n"
+    "      npos[name] = nf\n"
+    "      names[#names + 1] = name\n"
+    "    end\n"
+    "    if ch ~= '' then\n"
+    "      local b = cbest[ch]\n"
+    "      if not b then\n"
+    "        cbest[ch] = e\n"
+    "        nf = nf + 1\n"
+    "        fields[nf] = 'c:' .. ch\n"
+    "        cpos[ch] = nf\n"
+    "        chans[#chans + 1] = ch\n"
+    "      elseif beats(e, b) then\n"
+    "        cbest[ch] = e\n"
+    "      end\n"
+    "    end\n"
+    "    local kv = k + 7\n"
+    "    local kv_end = kv + 2 * tonumber(ARGV[k + 6])\n"
+    "    for j = kv, kv_end - 2, 2 do\n"
+    "      local key = ARGV[j]\n"
+    "      local b = tev[key]\n"
+    "      if not b then\n"
+    "        tbest[key], tev[key] = j, e\n"
+    "        tkeys[#tkeys + 1] = key\n"
+    "      elseif beats(e, b) then\n"
+    "        tbest[key], tev[key] = j, e\n"
+    "      end\n"
+    "    end\n"
+    "    for j = kv_end + 1, kv_end + tonumber(ARGV[kv_end]) do\n"
+    "      local id = ARGV[j]\n"
+    "      if not idset[id] then\n"
+    "        idset[id] = true\n"
+    "        w[nw + 1] = 'i:' .. id\n"
+    "        w[nw + 2] = '1'\n"
+    "        nw = nw + 2\n"
+    "      end\n"
+    "    end\n"
+    "    tl[nt + 1] = ts\n"
+    "    tl[nt + 2] = ARGV[k + 4]\n"
+    "    nt = nt + 2\n"
+    "  end\n"
+    "end\n"
+    "local cur = bulk('HMGET', KEYS[MAIN], nil, fields, 1)\n"
     "local into = cur[F_INTO]\n"
     "if into then\n"
     "  -- a tombstone is frozen until folded: what it has seen is a duplicate\n"
     "  -- (the fold hands it over), the rest goes on to the survivor\n"
-    "  local sc, dup = bulk('ZMSCORE', KEYS[SEEN], {}, mids, 1), {}\n"
-    "  for e = 1, n do dup[e] = (sc[e] and tonumber(sc[e]) >= tonumber(cutoff)) and 1 or 0 end\n"
+    "  local dup = {}\n"
+    "  for e = 1, n do dup[e] = (sc[e] and tonumber(sc[e]) >= cutn) and 1 or 0 end\n"
     "  return { 'redirect', into, dup }\n"
     "end\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[SEEN], '-inf', '(' .. cutoff)\n"
-    "local sc = bulk('ZMSCORE', KEYS[SEEN], {}, mids, 1)\n"
-    "-- the fresh events, folded into one delta (the rules are order-free)\n"
-    "local d = { total = 0, revenue = 0, first = '', last = '', traits = {}, counts = {},\n"
-    "  channels = {}, timeline = {}, ids = {}, seen = {}, folded = {} }\n"
-    "local taken, tix, nix, cix, dups = {}, {}, {}, {}, 0\n"
-    "for e, ev in ipairs(evs) do\n"
-    "  if sc[e] or taken[ev.mid] then\n"
-    "    dups = dups + 1\n"
-    "  else\n"
-    "    taken[ev.mid] = true\n"
-    "    d.total = d.total + 1\n"
-    "    if ev.rev ~= '' then d.revenue = d.revenue + tonumber(ev.rev) end\n"
-    "    if d.first == '' or tonumber(ev.ts) < tonumber(d.first) then d.first = ev.ts end\n"
-    "    if d.last == '' or tonumber(ev.ts) > tonumber(d.last) then d.last = ev.ts end\n"
-    "    if nix[ev.name] then\n"
-    "      d.counts[nix[ev.name]][2] = d.counts[nix[ev.name]][2] + 1\n"
-    "    else\n"
-    "      d.counts[#d.counts + 1] = { ev.name, 1 }\n"
-    "      nix[ev.name] = #d.counts\n"
-    "    end\n"
-    "    if ev.ch ~= '' then\n"
-    "      local c = cix[ev.ch] and d.channels[cix[ev.ch]]\n"
-    "      if not c then\n"
-    "        d.channels[#d.channels + 1] = { ev.ch, ev.ts, ev.mid, ev.name }\n"
-    "        cix[ev.ch] = #d.channels\n"
-    "      elseif stamp_gt(ev.ts, ev.mid, c[2], c[3]) then\n"
-    "        d.channels[cix[ev.ch]] = { ev.ch, ev.ts, ev.mid, ev.name }\n"
-    "      end\n"
-    "    end\n"
-    "    for j = ev.kv_at, ev.kv_at + 2 * ev.kv_n - 2, 2 do\n"
-    "      local k, v = ARGV[j], ARGV[j + 1]\n"
-    "      local t = tix[k] and d.traits[tix[k]]\n"
-    "      if not t then\n"
-    "        d.traits[#d.traits + 1] = { k, v, ev.ts, ev.mid }\n"
-    "        tix[k] = #d.traits\n"
-    "      elseif stamp_gt(ev.ts, ev.mid, t[3], t[4]) then\n"
-    "        d.traits[tix[k]] = { k, v, ev.ts, ev.mid }\n"
-    "      end\n"
-    "    end\n"
-    "    d.timeline[#d.timeline + 1] = { ev.member, ev.ts }\n"
-    "    for j = ev.ids_at, ev.ids_at + ev.ids_n - 1 do d.ids[#d.ids + 1] = ARGV[j] end\n"
-    "    d.seen[#d.seen + 1] = { ev.mid, now }\n"
+    "local total = tonumber(cur[F_TOTAL] or 0) + nfresh\n"
+    "w[nw + 1] = 'total'\n"
+    "w[nw + 2] = string.format('%d', total)\n"
+    "nw = nw + 2\n"
+    "if rev ~= 0 then\n"
+    "  w[nw + 1] = 'revenue'\n"
+    "  w[nw + 2] = string.format('%.17g', tonumber(cur[F_REVENUE] or 0) + rev)\n"
+    "  nw = nw + 2\n"
+    "end\n"
+    "if first and ((not cur[F_FIRST]) or firstn < tonumber(cur[F_FIRST])) then\n"
+    "  w[nw + 1] = 'first_seen'\n"
+    "  w[nw + 2] = first\n"
+    "  nw = nw + 2\n"
+    "end\n"
+    "if last and ((not cur[F_LAST]) or lastn > tonumber(cur[F_LAST])) then\n"
+    "  w[nw + 1] = 'last_seen'\n"
+    "  w[nw + 2] = last\n"
+    "  nw = nw + 2\n"
+    "end\n"
+    "for _, name in ipairs(names) do\n"
+    "  local p = npos[name]\n"
+    "  w[nw + 1] = fields[p]\n"
+    "  w[nw + 2] = string.format('%d', tonumber(cur[p] or 0) + cnt[name])\n"
+    "  nw = nw + 2\n"
+    "end\n"
+    "for _, ch in ipairs(chans) do\n"
+    "  local p, e = cpos[ch], cbest[ch]\n"
+    "  local k, old, keep = at[e], cur[p], false\n"
+    "  if old then\n"
+    "    local ots, omid = channel_stamp(old)\n"
+    "    keep = not stamp_gt(ARGV[k + 1], mids[e], ots, omid)\n"
+    "  end\n"
+    "  if not keep then\n"
+    "    local mid = mids[e]\n"
+    "    w[nw + 1] = fields[p]\n"
+    "    w[nw + 2] = ARGV[k + 1] .. ':' .. #mid .. ':' .. mid .. ARGV[k + 2]\n"
+    "    nw = nw + 2\n"
     "  end\n"
     "end\n"
-    "merge(d, tl_len, cur, at)\n"
-    "return { 'ok', d.total, dups }\n";
+    "if #tkeys > 0 then\n"
+    "  local stamps, wts, nts = bulk('HMGET', KEYS[TRAIT_TS], nil, tkeys, 1), {}, 0\n"
+    "  for t, key in ipairs(tkeys) do\n"
+    "    local e = tev[key]\n"
+    "    local ts, mid, old, win = ARGV[at[e] + 1], mids[e], stamps[t], true\n"
+    "    if old then\n"
+    "      local p = string.find(old, ':', 1, true)\n"
+    "      win = stamp_gt(ts, mid, string.sub(old, 1, p - 1), string.sub(old, p + 1))\n"
+    "    end\n"
+    "    if win then\n"
+    "      w[nw + 1] = 't:' .. key\n"
+    "      w[nw + 2] = ARGV[tbest[key] + 1]\n"
+    "      nw = nw + 2\n"
+    "      wts[nts + 1] = key\n"
+    "      wts[nts + 2] = ts .. ':' .. mid\n"
+    "      nts = nts + 2\n"
+    "    end\n"
+    "  end\n"
+    "  if nts > 0 then bulk('HSET', KEYS[TRAIT_TS], nil, wts, 2) end\n"
+    "end\n"
+    "bulk('HSET', KEYS[MAIN], nil, w, 2)\n"
+    "if nt > 0 then\n"
+    "  bulk('ZADD', KEYS[TIMELINE], 'NX', tl, 2)\n"
+    "end\n"
+    "-- every timeline member is an event counted in total, so a profile whose\n"
+    "-- total fits has nothing to trim\n"
+    "if total > tl_len then\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[TIMELINE], 0, -(tl_len + 1))\n"
+    "end\n"
+    "if nt > 0 then\n"
+    "  -- the same list, now as seen entries: (applied at, message id)\n"
+    "  for f = 1, nfresh do\n"
+    "    tl[2 * f - 1] = now\n"
+    "    tl[2 * f] = mids[fresh[f]]\n"
+    "  end\n"
+    "  bulk('ZADD', KEYS[SEEN], 'GT', tl, 2)\n"
+    "end\n"
+    "return { 'ok', nfresh, dups }\n";
 
 /* Merge step 1, on the loser. */
 const char prf_lua_tombstone[] = PRF_LUA_PRELUDE
@@ -295,7 +402,7 @@ const char prf_lua_tombstone[] = PRF_LUA_PRELUDE
     "  redis.call('ZRANGE', KEYS[SEEN], 0, -1, 'WITHSCORES') }\n";
 
 /* Merge step 2, on the survivor. */
-const char prf_lua_fold[] = PRF_LUA_PRELUDE
+const char prf_lua_fold[] = PRF_LUA_PRELUDE PRF_LUA_MERGE
     "-- merge step 2, on the survivor: ARGV = loser, seen cutoff, timeline\n"
     "-- length, then the loser's snapshot. Exactly once per loser: the folded\n"
     "-- fields are checked and extended in the same script as the merge.\n"
@@ -314,7 +421,7 @@ const char prf_lua_fold[] = PRF_LUA_PRELUDE
     "s.folded, i = singles(i)\n"
     "s.folded[#s.folded + 1] = ARGV[1]\n"
     "local fields, at = merge_fields(s)\n"
-    "merge(s, tonumber(ARGV[3]), bulk('HMGET', KEYS[MAIN], {}, fields, 1), at)\n"
+    "merge(s, tonumber(ARGV[3]), bulk('HMGET', KEYS[MAIN], nil, fields, 1), at)\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[SEEN], '-inf', '(' .. ARGV[2])\n"
     "return { 'folded' }\n";
 
