@@ -100,9 +100,9 @@ struct cdp_rpc_call {
     grpc_byte_buffer *unary_bb;
 };
 
-
-/* An armed request for methods nobody registered: answered UNIMPLEMENTED
- * on the CQ thread (no logic, and no other thread ever sees the call). */
+/* An armed request for methods nobody registered: answered with
+ * GRPC_STATUS_UNIMPLEMENTED on the CQ thread (no logic, and no other thread
+ * ever sees the call). */
 typedef struct rpc_generic {
     cdp__tag tag;
     cdp_rpc_server *srv;
@@ -247,7 +247,7 @@ static void generic_free(rpc_generic *g) {
 
 static void generic_on_cq(cdp__tag *t, int ok) {
     rpc_generic *g = (rpc_generic *)t;
-    if (g->answered) {  /* the UNIMPLEMENTED batch is done */
+    if (g->answered) {  /* the status batch is done */
         generic_free(g);
         return;
     }
@@ -271,7 +271,10 @@ static void generic_on_cq(cdp__tag *t, int ok) {
     ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[2].data.recv_close_on_server.cancelled = &g->cancelled;
     g->answered = 1;
-    cdp_metrics_inc("cdp_rpc_calls_total", "service=\"\",method=\"unknown\",code=\"UNIMPLEMENTED\"", 1);
+    char labels[96];
+    snprintf(labels, sizeof(labels), "service=\"\",method=\"unknown\",code=\"%s\"",
+             cdp__status_name(GRPC_STATUS_UNIMPLEMENTED));
+    cdp_metrics_inc("cdp_rpc_calls_total", labels, 1);
     if (grpc_call_start_batch(g->call, ops, 3, &g->tag, NULL) != GRPC_CALL_OK)
         generic_free(g);
 }

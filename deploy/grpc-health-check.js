@@ -5,7 +5,7 @@
 //   node deploy/grpc-health-check.js HOST:PORT [SERVICE] [--deadline-ms N]
 //
 // Prints the serving status and exits 0 when it is SERVING, 1 for any other
-// status, 2 when the call itself fails (refused, deadline, UNIMPLEMENTED...)
+// status, 2 when the call itself fails (refused, deadline, unknown method...)
 // and 64 on bad usage. SERVICE defaults to "" (the whole server). It uses the
 // grpc-js packages of tests/interop (npm install there first) and loads the
 // health contract from proto/grpc/health/v1/health.proto.

@@ -413,6 +413,17 @@ static void lookup_done(lookup_job *j, idn_status st, const char *err, const cha
     free(j);
 }
 
+/* 1 when a lookup step's reply can be read; otherwise finishes (and frees)
+ * the job with the transport or server error and returns 0. */
+static int lookup_reply_ok(lookup_job *j, redisReply *reply, const char *err) {
+    idn_status st;
+    char msg[IDN_ERR_LEN];
+    if (idn__reply_ok(reply, err, &st, msg, sizeof msg))
+        return 1;
+    lookup_done(j, st, msg, NULL);
+    return 0;
+}
+
 static void lookup_on_into(redisReply *reply, const char *err, void *ud);
 
 /* Follows one merged_into link of j->id. */
@@ -430,12 +441,8 @@ static void lookup_follow(lookup_job *j) {
 
 static void lookup_on_into(redisReply *reply, const char *err, void *ud) {
     lookup_job *j = ud;
-    idn_status st;
-    char msg[IDN_ERR_LEN];
-    if (!idn__reply_ok(reply, err, &st, msg, sizeof msg)) {
-        lookup_done(j, st, msg, NULL);
+    if (!lookup_reply_ok(j, reply, err))
         return;
-    }
     const char *into = idn__reply_str(reply);
     if (into == NULL) {
         lookup_done(j, IDN_OK, NULL, j->id);
@@ -451,12 +458,8 @@ static void lookup_on_into(redisReply *reply, const char *err, void *ud) {
 
 static void lookup_on_ident(redisReply *reply, const char *err, void *ud) {
     lookup_job *j = ud;
-    idn_status st;
-    char msg[IDN_ERR_LEN];
-    if (!idn__reply_ok(reply, err, &st, msg, sizeof msg)) {
-        lookup_done(j, st, msg, NULL);
+    if (!lookup_reply_ok(j, reply, err))
         return;
-    }
     const char *v = idn__reply_str(reply);
     if (v == NULL) {
         lookup_done(j, IDN_ENOTFOUND, "identifier not found", NULL);
