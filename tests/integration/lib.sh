@@ -19,14 +19,16 @@
 # sleep standing in for synchronization.
 #
 # Ports: services listen on 127.0.0.1 ports picked free in
-# CDP_ITEST_PORT_LO..CDP_ITEST_PORT_HI (52000..52999), private redis-servers
+# CDP_ITEST_PORT_LO..CDP_ITEST_PORT_HI (22000..22999: below Linux's
+# ephemeral range 32768..60999, where an outgoing connection's local port
+# looks free to a connect probe yet makes bind fail), private redis-servers
 # in CDP_ITEST_REDIS_PORT_LO..HI (6440..6459).
 
 ITEST_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ITEST_INTEROP=$ITEST_ROOT/tests/interop
 
-ITEST_PORT_LO=${CDP_ITEST_PORT_LO:-52000}
-ITEST_PORT_HI=${CDP_ITEST_PORT_HI:-52999}
+ITEST_PORT_LO=${CDP_ITEST_PORT_LO:-22000}
+ITEST_PORT_HI=${CDP_ITEST_PORT_HI:-22999}
 ITEST_REDIS_PORT_LO=${CDP_ITEST_REDIS_PORT_LO:-6440}
 ITEST_REDIS_PORT_HI=${CDP_ITEST_REDIS_PORT_HI:-6459}
 ITEST_START_TIMEOUT_S=${CDP_ITEST_START_TIMEOUT_S:-30}  # a service becomes SERVING
