@@ -657,6 +657,7 @@ enum {
     LANE_INGEST_CALL = 500,                  /* events per Ingest call */
     LANE_DRAIN_POLLS = 600,                  /* x ITEST_POLL_MS: ASan builds included */
     LANE_CUT_POLL_MS = 1,
+    LANE_PENDING_TRIES = 2000,               /* x LANE_CUT_POLL_MS: catch a batch in flight */
 };
 #define LANE_ENV_COUNT "CDP_PIPELINE_LANES=4"
 #define LANE_ENV_BATCH "CDP_PIPELINE_BATCH=50" /* many small batches: lanes overlap */
@@ -841,6 +842,12 @@ static pid_t lane_disturb(const char *bin, pid_t ing, lane_disturbance how, cons
         return ing;
     long long left = lane_wait_progress();
     long long pending = pending_count();
+    /* Between two batches nothing is pending; interrupt while one is. */
+    for (int i = 0; pending == 0 && left > 0 && i < LANE_PENDING_TRIES; i++) {
+        itest_sleep_ms(LANE_CUT_POLL_MS);
+        pending = pending_count();
+        left = redis_int("XLEN " STREAM);
+    }
     if (how == LANE_CUT) {
         freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE normal"));
     } else {
