@@ -169,13 +169,18 @@ int ing_batch_add_entries(ing_batch *b, const redisReply *entries)
     return ing_batch_add_entries_except(b, entries, NULL, 0);
 }
 
-size_t ing_batch_live(const ing_batch *b, size_t *idx)
+size_t ing_batch_in_state(const ing_batch *b, ing_entry_state state, size_t *idx)
 {
     size_t n = 0;
     for (size_t i = 0; i < b->n; i++)
-        if (b->e[i].state == ING_ENTRY_LIVE)
+        if (b->e[i].state == state)
             idx[n++] = i;
     return n;
+}
+
+size_t ing_batch_live(const ing_batch *b, size_t *idx)
+{
+    return ing_batch_in_state(b, ING_ENTRY_LIVE, idx);
 }
 
 size_t ing_batch_unresolved(const ing_batch *b, size_t *idx, size_t max)
@@ -191,7 +196,7 @@ void ing_batch_reset(ing_batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         ing_entry *e = &b->e[i];
-        if (e->state == ING_ENTRY_FAILED && !e->force) {
+        if ((e->state == ING_ENTRY_FAILED && !e->force) || e->state == ING_ENTRY_APPLIED) {
             e->state = ING_ENTRY_LIVE;
             e->reason[0] = '\0';
         }

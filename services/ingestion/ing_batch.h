@@ -31,6 +31,7 @@
 
 typedef enum {
     ING_ENTRY_LIVE = 0,
+    ING_ENTRY_APPLIED,             /* profile applied it; consent and segmentation next */
     ING_ENTRY_DONE,
     ING_ENTRY_FAILED,
 } ing_entry_state;
@@ -85,14 +86,18 @@ int ing_batch_holds(const ing_batch *b, const char *stream_id, size_t idlen);
  * how many. */
 size_t ing_batch_live(const ing_batch *b, size_t *idx);
 
+/* The same for the entries in `state`. */
+size_t ing_batch_in_state(const ing_batch *b, ing_entry_state state, size_t *idx);
+
 /* Writes the indexes of at most max LIVE entries that have no identity
  * answer yet into idx, in batch order; returns how many. A batch larger
  * than ING_RESOLVE_MAX_REQUESTS is resolved by calling this until it
  * returns 0. */
 size_t ing_batch_unresolved(const ing_batch *b, size_t *idx, size_t max);
 
-/* Puts every FAILED entry that is not forced back to LIVE and drops identity
- * answers: a whole-batch failure is retried from the start. */
+/* Puts every FAILED entry that is not forced, and every APPLIED one, back
+ * to LIVE and drops identity answers: a whole-batch failure is retried from
+ * the start (every step is idempotent). */
 void ing_batch_reset(ing_batch *b);
 
 /* The smallest received_at of the readable entries, in ms; 0 if none. */

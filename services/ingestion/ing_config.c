@@ -2,6 +2,7 @@
  * ing_config.h; every variable is documented in docs/ingestion.md). */
 #include "ing_config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "cdp_config.h"
@@ -104,6 +105,12 @@ static int ing__read_pipeline(ing_config *cfg)
     p->lanes = (int)v[11];
     p->identity_addr = cdp_env_str("CDP_IDENTITY_ADDR", ING_DEFAULT_IDENTITY_ADDR);
     p->profile_addr = cdp_env_str("CDP_PROFILE_ADDR", ING_DEFAULT_PROFILE_ADDR);
+    /* Set but empty switches the step off (tests of the first three
+     * services alone); unset takes the default address. */
+    const char *addr = getenv("CDP_CONSENT_ADDR");
+    p->consent_addr = addr ? addr : ING_DEFAULT_CONSENT_ADDR;
+    addr = getenv("CDP_SEGMENTATION_ADDR");
+    p->segmentation_addr = addr ? addr : ING_DEFAULT_SEGMENTATION_ADDR;
     p->redis_addrs = cdp_env_str("CDP_REDIS_ADDR", "127.0.0.1:6379");
     return 0;
 }

@@ -11,6 +11,8 @@
 
 #define ING_DEFAULT_IDENTITY_ADDR "127.0.0.1:50052"
 #define ING_DEFAULT_PROFILE_ADDR "127.0.0.1:50053"
+#define ING_DEFAULT_SEGMENTATION_ADDR "127.0.0.1:50054"
+#define ING_DEFAULT_CONSENT_ADDR "127.0.0.1:50055"
 #define ING_DEFAULT_PIPELINE_BATCH 500
 #define ING_MAX_PIPELINE_BATCH 5000
 #define ING_DEFAULT_PIPELINE_LANES 4
@@ -27,6 +29,8 @@ typedef struct {
     int enabled;              /* CDP_PIPELINE_ENABLED: 0 runs intake only */
     const char *identity_addr;
     const char *profile_addr;
+    const char *consent_addr;       /* "" switches the consent step off */
+    const char *segmentation_addr;  /* "" switches the evaluate step off */
     const char *redis_addrs;  /* CDP_REDIS_ADDR, for the blocking readers */
     int redis_connect_timeout_ms;
     int redis_command_timeout_ms;

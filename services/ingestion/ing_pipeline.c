@@ -43,8 +43,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cdp/v1/consent.pb-c.h"
 #include "cdp/v1/identity.pb-c.h"
 #include "cdp/v1/profile.pb-c.h"
+#include "cdp/v1/segmentation.pb-c.h"
 #include <jansson.h>
 
 #include "cdp_log.h"
@@ -52,6 +54,7 @@
 #include "cdp_rpc.h"
 #include "cdp_service.h"
 #include "ing_batch.h"
+#include "ing_touch.h"
 
 #define ING_CONSUMER_BUFSZ 128
 /* The process' name, '-' and a lane number. */
@@ -68,9 +71,13 @@
 
 typedef struct ing_lane ing_lane;
 
+/* The steps of a batch, in order. CONSENT and EVALUATE run on the entries
+ * profile applied (APPLIED); EVALUATE marks them DONE. */
 typedef enum {
     ING_STEP_RESOLVE,
     ING_STEP_APPLY,
+    ING_STEP_CONSENT,
+    ING_STEP_EVALUATE,
 } ing_step;
 
 /* What the lanes of one log shard share. */
@@ -123,6 +130,8 @@ struct ing_pipeline {
     ing_pipeline_config cfg;
     cdp_rpc_channel *identity;
     cdp_rpc_channel *profile;
+    cdp_rpc_channel *consent;         /* NULL when CDP_CONSENT_ADDR is empty */
+    cdp_rpc_channel *segmentation;    /* NULL when CDP_SEGMENTATION_ADDR is empty */
     char consumer[ING_CONSUMER_BUFSZ]; /* <host>-<pid>; lanes add -<lane> */
     ing_shard *shards;
     unsigned n_shards;
@@ -402,11 +411,12 @@ static void ing__read_new(ing_lane *ln)
     ing__cmd(ln, ln->blk, ing__on_new, 11, argv);
 }
 
-/* ------------------------------------------------------------------ identity and profile */
+/* ------------------------------------------------------------------ the services */
 
 static const char *ing__step_name(ing_step step)
 {
-    return step == ING_STEP_RESOLVE ? "identity" : "profile";
+    static const char *const names[] = {"identity", "profile", "consent", "segmentation"};
+    return names[step];
 }
 
 /* Starts one call of `step` over entries idx[0..n); ud is handed to cb. */
@@ -423,12 +433,24 @@ static int ing__call(ing_lane *ln, ing_step step, const size_t *idx, size_t n, c
             rc = cdp_rpc_unary(p->identity, &cdp__v1__identity__descriptor, "ResolveBatch",
                                &rb.req.base, p->cfg.rpc_deadline_ms, cb, ud);
         ing_resolve_build_free(&rb);
+    } else if (step == ING_STEP_EVALUATE) {
+        ing_touch_build tb;
+        if (ing_touch_build_make(&tb, &ln->batch, idx, n) != 0)
+            return -1;
+        if (p->segmentation)
+            rc = cdp_rpc_unary(p->segmentation, &cdp__v1__segmentation__descriptor, "Evaluate",
+                               &tb.req.base, p->cfg.rpc_deadline_ms, cb, ud);
+        ing_touch_build_free(&tb);
     } else {
+        /* Profile and consent take the same request. */
         ing_apply_build ab;
         if (ing_apply_build_make(&ab, &ln->batch, idx, n) != 0)
             return -1;
-        if (p->profile)
+        if (step == ING_STEP_APPLY && p->profile)
             rc = cdp_rpc_unary(p->profile, &cdp__v1__profile__descriptor, "ApplyEvents",
+                               &ab.req.base, p->cfg.rpc_deadline_ms, cb, ud);
+        else if (step == ING_STEP_CONSENT && p->consent)
+            rc = cdp_rpc_unary(p->consent, &cdp__v1__consent__descriptor, "ApplyConsentEvents",
                                &ab.req.base, p->cfg.rpc_deadline_ms, cb, ud);
         ing_apply_build_free(&ab);
     }
@@ -442,16 +464,24 @@ static int ing__take_one(ing_lane *ln, ing_step step, size_t entry, const Protob
     if (step == ING_STEP_RESOLVE)
         return ing_batch_take_resolve(&ln->batch, &entry, 1,
                                       (const Cdp__V1__ResolveBatchResponse *)resp);
-    ln->batch.e[entry].state = ING_ENTRY_DONE;
+    if (step == ING_STEP_APPLY)
+        ln->batch.e[entry].state = ING_ENTRY_APPLIED;
+    else if (step == ING_STEP_EVALUATE)
+        ln->batch.e[entry].state = ING_ENTRY_DONE;
     return 0;
 }
 
 /* After a resolve call: the next chunk, or the apply once every entry has
- * an answer. After the apply: the finishing script. */
+ * an answer. After the apply: consent, then segmentation, then the
+ * finishing script. */
 static void ing__after_step(ing_lane *ln, ing_step step)
 {
     if (step == ING_STEP_RESOLVE)
         ing__start_step(ln, ING_STEP_RESOLVE);
+    else if (step == ING_STEP_APPLY)
+        ing__start_step(ln, ING_STEP_CONSENT);
+    else if (step == ING_STEP_CONSENT)
+        ing__start_step(ln, ING_STEP_EVALUATE);
     else
         ing__finish(ln);
 }
@@ -552,8 +582,11 @@ static void ing__on_step(ing_lane *ln, ing_step step, grpc_status_code code, con
                 return;
             }
             for (size_t k = 0; k < ln->n_idx; k++)
-                ln->batch.e[ln->idx[k]].state = ING_ENTRY_DONE;
+                ln->batch.e[ln->idx[k]].state = ING_ENTRY_APPLIED;
         }
+        if (step == ING_STEP_EVALUATE)
+            for (size_t k = 0; k < ln->n_idx; k++)
+                ln->batch.e[ln->idx[k]].state = ING_ENTRY_DONE;
         ing__after_step(ln, step);
         return;
     }
@@ -582,6 +615,40 @@ static void ing__on_applied(grpc_status_code code, const char *details,
     ing__on_step(ud, ING_STEP_APPLY, code, details, resp);
 }
 
+static void ing__on_consented(grpc_status_code code, const char *details,
+                              const ProtobufCMessage *resp, void *ud)
+{
+    if (code == GRPC_STATUS_OK) {
+        const Cdp__V1__ApplyConsentEventsResponse *cr = (const void *)resp;
+        for (size_t i = 0; i < cr->n_errors; i++)
+            cdp_log(CDP_LOG_WARN, "consent event ignored", "{s:s}", "error", cr->errors[i]);
+    }
+    ing__on_step(ud, ING_STEP_CONSENT, code, details, resp);
+}
+
+static void ing__on_evaluated(grpc_status_code code, const char *details,
+                              const ProtobufCMessage *resp, void *ud)
+{
+    ing__on_step(ud, ING_STEP_EVALUATE, code, details, resp);
+}
+
+/* Entries of a post-apply step: the applied ones (consent events only, for
+ * consent). A step whose service is switched off has none; without
+ * segmentation the applied entries are done at once. */
+static size_t ing__post_entries(ing_lane *ln, ing_step step)
+{
+    ing_pipeline *p = ln->p;
+    size_t n = ing_batch_in_state(&ln->batch, ING_ENTRY_APPLIED, ln->idx);
+    if (step == ING_STEP_CONSENT)
+        return p->consent ? ing_consent_entries(&ln->batch, ln->idx, n, ln->idx) : 0;
+    if (!p->segmentation) {
+        for (size_t k = 0; k < n; k++)
+            ln->batch.e[ln->idx[k]].state = ING_ENTRY_DONE;
+        return 0;
+    }
+    return n;
+}
+
 /* Resolve: the next chunk of entries identity has not answered for (at
  * most what one ResolveBatch takes); when none is left, apply: every live
  * entry in one call; when none is left, finish. */
@@ -594,13 +661,25 @@ static void ing__start_step(ing_lane *ln, ing_step step)
     }
     if (step == ING_STEP_APPLY) {
         ln->n_idx = ing_batch_live(&ln->batch, ln->idx);
+        if (ln->n_idx == 0)
+            step = ING_STEP_CONSENT;
+    }
+    if (step == ING_STEP_CONSENT) {
+        ln->n_idx = ing__post_entries(ln, step);
+        if (ln->n_idx == 0)
+            step = ING_STEP_EVALUATE;
+    }
+    if (step == ING_STEP_EVALUATE) {
+        ln->n_idx = ing__post_entries(ln, step);
         if (ln->n_idx == 0) {
             ing__finish(ln);
             return;
         }
     }
     ln->busy = 1;
-    cdp_rpc_done cb = step == ING_STEP_RESOLVE ? ing__on_resolved : ing__on_applied;
+    static const cdp_rpc_done cbs[] = {ing__on_resolved, ing__on_applied, ing__on_consented,
+                                       ing__on_evaluated};
+    cdp_rpc_done cb = cbs[step];
     if (ing__call(ln, step, ln->idx, ln->n_idx, cb, ln) != 0) {
         ln->busy = 0;
         ing__backoff(ln, "%s: call not started", ing__step_name(step));
@@ -873,7 +952,12 @@ ing_pipeline *ing_pipeline_new(uv_loop_t *loop, cdp_redis *redis, ing_log *log,
     p->lanes = calloc(p->n_lanes, sizeof *p->lanes);
     p->identity = cdp_rpc_channel_new(loop, cfg->identity_addr, NULL);
     p->profile = cdp_rpc_channel_new(loop, cfg->profile_addr, NULL);
-    if (!p->shards || !p->lanes || !p->identity || !p->profile) {
+    if (cfg->consent_addr[0])
+        p->consent = cdp_rpc_channel_new(loop, cfg->consent_addr, NULL);
+    if (cfg->segmentation_addr[0])
+        p->segmentation = cdp_rpc_channel_new(loop, cfg->segmentation_addr, NULL);
+    if (!p->shards || !p->lanes || !p->identity || !p->profile ||
+        (cfg->consent_addr[0] && !p->consent) || (cfg->segmentation_addr[0] && !p->segmentation)) {
         cdp_log(CDP_LOG_ERROR, "cannot create the pipeline", "{s:s,s:s}", "identity",
                 cfg->identity_addr, "profile", cfg->profile_addr);
         return NULL;
@@ -988,7 +1072,11 @@ void ing_pipeline_stop(ing_pipeline *p, void (*done)(void *ud), void *ud)
      * batches are abandoned and stay pending in the group. */
     cdp_rpc_channel_close(p->identity);
     cdp_rpc_channel_close(p->profile);
-    p->identity = p->profile = NULL;
+    if (p->consent)
+        cdp_rpc_channel_close(p->consent);
+    if (p->segmentation)
+        cdp_rpc_channel_close(p->segmentation);
+    p->identity = p->profile = p->consent = p->segmentation = NULL;
     for (unsigned i = 0; i < p->n_lanes; i++) {
         ing_lane *ln = &p->lanes[i];
         if (ln->blk)

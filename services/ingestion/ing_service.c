@@ -393,10 +393,12 @@ static int ing__init(cdp_service *svc)
         if (!st->pipeline)
             return -1;
     }
-    cdp_log(CDP_LOG_INFO, "ingestion configured", "{s:i,s:I,s:I,s:b,s:s,s:s}", "log_shards",
-            (int)st->cfg.log.shards, "dedup_window_s", (json_int_t)st->cfg.log.dedup_window_s,
-            "log_maxlen", (json_int_t)st->cfg.log.maxlen, "pipeline", st->cfg.pipeline.enabled,
-            "identity", st->cfg.pipeline.identity_addr, "profile", st->cfg.pipeline.profile_addr);
+    cdp_log(CDP_LOG_INFO, "ingestion configured", "{s:i,s:I,s:I,s:b,s:s,s:s,s:s,s:s}",
+            "log_shards", (int)st->cfg.log.shards, "dedup_window_s",
+            (json_int_t)st->cfg.log.dedup_window_s, "log_maxlen", (json_int_t)st->cfg.log.maxlen,
+            "pipeline", st->cfg.pipeline.enabled, "identity", st->cfg.pipeline.identity_addr,
+            "profile", st->cfg.pipeline.profile_addr, "consent", st->cfg.pipeline.consent_addr,
+            "segmentation", st->cfg.pipeline.segmentation_addr);
     return 0;
 }
 

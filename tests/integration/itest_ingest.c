@@ -99,12 +99,14 @@ static pid_t start_ingestion_env(const char *bin, const char *const *extra)
 {
     peer_env e;
     peer_env_init(&e, ing_addr, ing_metrics);
-    char *env[8 + MAX_EXTRA_ENV + 1] = {e.redis, e.grpc, e.metrics, e.identity, e.profile,
-                                         "CDP_PIPELINE_CLAIM_INTERVAL_MS=500",
-                                         "CDP_PIPELINE_CLAIM_IDLE_MS=1000",
-                                         "CDP_PIPELINE_BACKOFF_MAX_MS=500"};
+    /* consent and segmentation are not started here: their steps are off. */
+    char *env[10 + MAX_EXTRA_ENV + 1] = {e.redis, e.grpc, e.metrics, e.identity, e.profile,
+                                          "CDP_PIPELINE_CLAIM_INTERVAL_MS=500",
+                                          "CDP_PIPELINE_CLAIM_IDLE_MS=1000",
+                                          "CDP_PIPELINE_BACKOFF_MAX_MS=500",
+                                          "CDP_CONSENT_ADDR=", "CDP_SEGMENTATION_ADDR="};
     for (size_t i = 0; extra && extra[i] && i < MAX_EXTRA_ENV; i++)
-        env[8 + i] = (char *)extra[i];
+        env[10 + i] = (char *)extra[i];
     char *argv[] = {(char *)bin, NULL};
     return itest_spawn(argv, env);
 }

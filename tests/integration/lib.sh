@@ -251,17 +251,37 @@ svc_spawn() {
 
 # start_stack REDIS_ADDR [VAR=VALUE...]: identity, profile and ingestion on
 # REDIS_ADDR, each told every other's address (CDP_<NAME>_ADDR), with the
-# extra environment given; exports IDN_ADDR, PRF_ADDR, ING_ADDR.
+# extra environment given; exports IDN_ADDR, PRF_ADDR, ING_ADDR. The
+# pipeline's consent and segmentation steps are off (empty addresses).
 start_stack() {
-  local redis=$1 inst
+  local redis=$1
   shift
-  for inst in identity profile ingestion; do
+  start_services "$redis" "identity profile ingestion" CDP_CONSENT_ADDR= CDP_SEGMENTATION_ADDR= "$@"
+}
+
+# start_suite REDIS_ADDR [VAR=VALUE...]: all six services, the full path;
+# also exports SEG_ADDR, CNS_ADDR, ACT_ADDR.
+start_suite() {
+  local redis=$1
+  shift
+  start_services "$redis" "identity profile consent segmentation activation ingestion" "$@"
+}
+
+# start_services REDIS_ADDR "INSTANCE..." [VAR=VALUE...]: defines each
+# instance (binary of the same name) on REDIS_ADDR, tells each every other's
+# address, starts them; exports <ABBR>_ADDR for those started.
+start_services() {
+  local redis=$1 list=$2 inst peers=()
+  shift 2
+  for inst in $list; do
     svc_define "$inst" "$inst" CDP_REDIS_ADDR="$redis" "$@"
+    peers+=("CDP_${inst^^}_ADDR=${SVC_GRPC[$inst]}")
   done
-  export IDN_ADDR=${SVC_GRPC[identity]} PRF_ADDR=${SVC_GRPC[profile]} ING_ADDR=${SVC_GRPC[ingestion]}
-  for inst in identity profile ingestion; do
-    svc_env_add "$inst" CDP_IDENTITY_ADDR="$IDN_ADDR" CDP_PROFILE_ADDR="$PRF_ADDR" \
-      CDP_INGESTION_ADDR="$ING_ADDR"
+  export IDN_ADDR=${SVC_GRPC[identity]:-} PRF_ADDR=${SVC_GRPC[profile]:-} \
+    ING_ADDR=${SVC_GRPC[ingestion]:-} SEG_ADDR=${SVC_GRPC[segmentation]:-} \
+    CNS_ADDR=${SVC_GRPC[consent]:-} ACT_ADDR=${SVC_GRPC[activation]:-}
+  for inst in $list; do
+    svc_env_add "$inst" "${peers[@]}"
     svc_spawn "$inst"
   done
 }
