@@ -7,7 +7,7 @@
 int ing_is_consent_event(const Cdp__V1__Event *ev)
 {
     return ev && ev->type == CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK && ev->event &&
-           strcmp(ev->event, ING_CONSENT_EVENT) == 0;
+           strcmp(ev->event, ING_CONSENT_EVENT_NAME) == 0;
 }
 
 size_t ing_consent_entries(const ing_batch *b, const size_t *idx, size_t n, size_t *out)

@@ -1,7 +1,7 @@
 /* ing_touch: what the pipeline tells the services after profile (consent,
  * segmentation), built from a batch's applied entries. Pure: no I/O.
  *
- * - Consent events: a track event named ING_CONSENT_EVENT carries consent
+ * - Consent events: a track event named ING_CONSENT_EVENT_NAME carries consent
  *   changes (docs/consent.md); the pipeline hands those to consent.
  * - Touches: one cdp.v1.ProfileTouch per master id of the entries given,
  *   saying which count names, traits and channels the batch wrote and
@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include "cdp/v1/segmentation.pb-c.h"
 #include "ing_batch.h"
+#include "ing_validate.h"
 
-#define ING_CONSENT_EVENT "Consent Updated"
 
 /* 1 when ev is a consent event. */
 int ing_is_consent_event(const Cdp__V1__Event *ev);

@@ -211,6 +211,82 @@ static int ing__check_depth(const Google__Protobuf__Struct *s, const char *membe
     return 0;
 }
 
+/* A "Consent Updated" event's changes (docs/consent.md): properties holds
+ * one change, or properties.consents an array of them; each has a purpose
+ * and a status string, and optional string channel, legal_basis,
+ * jurisdiction and source. Whether the purpose is one consent knows is
+ * consent's to say (its configuration); the shape is checked here so that
+ * a malformed consent event is refused at the door. */
+#define ING_CONSENT_MAX_CHANGES 100
+#define ING_CONSENT_MAX_VALUE 64
+
+static const Google__Protobuf__Value *ing__prop(const Google__Protobuf__Struct *s, const char *k)
+{
+    for (size_t i = 0; s && i < s->n_fields; i++)
+        if (strcmp(s->fields[i]->key, k) == 0)
+            return s->fields[i]->value;
+    return NULL;
+}
+
+static int ing__check_consent_change(const Google__Protobuf__Struct *c, const char *path,
+                                     const char *at, ing_verdict *out)
+{
+    static const char *const optional[] = {"channel", "legal_basis", "jurisdiction", "source"};
+    static const char *const statuses[] = {"granted", "denied", "revoked", "unset"};
+    char member[ING_FIELD_BUFSZ];
+    const Google__Protobuf__Value *v = ing__prop(c, "purpose");
+    snprintf(member, sizeof member, "%spurpose", at);
+    if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE || !v->string_value[0] ||
+        strlen(v->string_value) > ING_CONSENT_MAX_VALUE)
+        return ing__fail(out, path, member, "a consent event needs a purpose (a string of 1..%d bytes)",
+                         ING_CONSENT_MAX_VALUE);
+    v = ing__prop(c, "status");
+    snprintf(member, sizeof member, "%sstatus", at);
+    int known = 0;
+    for (size_t i = 0; v && v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE &&
+                       i < sizeof statuses / sizeof statuses[0];
+         i++)
+        known |= strcmp(v->string_value, statuses[i]) == 0;
+    if (!known)
+        return ing__fail(out, path, member, "must be one of granted, denied, revoked, unset");
+    for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++) {
+        v = ing__prop(c, optional[i]);
+        snprintf(member, sizeof member, "%s%s", at, optional[i]);
+        if (v && (v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE ||
+                  strlen(v->string_value) > ING_CONSENT_MAX_VALUE))
+            return ing__fail(out, path, member, "must be a string of at most %d bytes",
+                             ING_CONSENT_MAX_VALUE);
+    }
+    return 0;
+}
+
+static int ing__check_consent(const Cdp__V1__Event *ev, const char *path, ing_verdict *out)
+{
+    if (ev->type != CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK || strcmp(ev->event, ING_CONSENT_EVENT_NAME) != 0)
+        return 0;
+    const Google__Protobuf__Value *list = ing__prop(ev->properties, "consents");
+    if (!list)
+        return ing__check_consent_change(ev->properties, path, "properties.", out);
+    const Google__Protobuf__ListValue *l = list->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE
+                                               ? list->list_value
+                                               : NULL;
+    if (!l || l->n_values == 0 || l->n_values > ING_CONSENT_MAX_CHANGES)
+        return ing__fail(out, path, "properties.consents", "must be a list of 1..%d objects",
+                         ING_CONSENT_MAX_CHANGES);
+    for (size_t i = 0; i < l->n_values; i++) {
+        char at[ING_FIELD_BUFSZ];
+        snprintf(at, sizeof at, "properties.consents[%zu].", i);
+        const Google__Protobuf__Value *c = l->values[i];
+        if (c->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE) {
+            at[strlen(at) - 1] = '\0';
+            return ing__fail(out, path, at, "must be an object");
+        }
+        if (ing__check_consent_change(c->struct_value, path, at, out) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ entry points */
 
 int ing_validate_event(const Cdp__V1__Event *ev, const char *prefix, const ing_limits *lim,
@@ -219,7 +295,7 @@ int ing_validate_event(const Cdp__V1__Event *ev, const char *prefix, const ing_l
     if (ing__check_size(ev, prefix, lim, out) < 0 || ing__check_message_id(ev, prefix, out) < 0 ||
         ing__check_type(ev, prefix, out) < 0 || ing__check_event_name(ev, prefix, out) < 0 ||
         ing__check_message(ev, prefix, out) < 0 || ing__check_identifiers(ev, prefix, lim, out) < 0 ||
-        ing__check_timestamp(ev, prefix, lim, now_ms, out) < 0 ||
+        ing__check_timestamp(ev, prefix, lim, now_ms, out) < 0 || ing__check_consent(ev, prefix, out) < 0 ||
         ing__check_depth(ev->properties, "properties", prefix, lim, out) < 0 ||
         ing__check_depth(ev->traits, "traits", prefix, lim, out) < 0 ||
         ing__check_depth(ev->context, "context", prefix, lim, out) < 0)

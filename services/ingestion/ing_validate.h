@@ -8,7 +8,8 @@
  * "events[3].timestamp") and a short reason ("more than 24h in the future"),
  * which the RPC answers verbatim. Rules are checked in a fixed order and the
  * first failure is reported: size, message_id, type, event name, message,
- * identifiers, timestamp, nesting depth (docs/ingestion.md). */
+ * identifiers, timestamp, the shape of a consent event, nesting depth
+ * (docs/ingestion.md). */
 #ifndef ING_VALIDATE_H
 #define ING_VALIDATE_H
 
@@ -34,6 +35,9 @@
 /* An event naming more identifiers than this is almost surely a bug, and it
  * would make identity merge that many ids in one step. */
 #define ING_MAX_IDENTIFIERS 100
+
+/* The event name of consent changes (docs/consent.md). */
+#define ING_CONSENT_EVENT_NAME "Consent Updated"
 
 #define ING_SECONDS_PER_YEAR 31557600LL  /* 365.25 days */
 /* google.protobuf.Timestamp range accepted here: 1970-01-01T00:00:00Z to

@@ -491,6 +491,60 @@ static void test_depth_properties_traits_context(void **state)
     check_depth_member(f, &f->ev.context, "events[0].context");
 }
 
+/* ------------------------------------------------------------------ consent events */
+
+/* Validates the event as a "Consent Updated" with these properties (JSON). */
+static void consent_props(fx *f, const char *json, const char *field, const char *error)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(json, 0, &jerr);
+    assert_non_null(j);
+    Google__Protobuf__Struct *s = cdp_json_to_struct(j);
+    json_decref(j);
+    assert_non_null(s);
+    f->ev.event = "Consent Updated";
+    f->ev.properties = s;
+    if (field)
+        expect_fail(f, "events[0]", field, error);
+    else
+        expect_ok(f);
+    f->ev.properties = NULL;
+    cdp_struct_free(s);
+}
+
+static void test_consent_event_shape(void **state)
+{
+    fx *f = *state;
+    const char *bad_status = "must be one of granted, denied, revoked, unset";
+    consent_props(f, "{\"purpose\":\"marketing\",\"status\":\"granted\"}", NULL, NULL);
+    consent_props(f, "{\"purpose\":\"marketing\",\"status\":\"granted\",\"channel\":\"email\","
+                     "\"legal_basis\":\"consent\",\"jurisdiction\":\"gdpr\",\"source\":\"web\"}",
+                  NULL, NULL);
+    consent_props(f, "{\"status\":\"granted\"}", "events[0].properties.purpose",
+                  "a consent event needs a purpose (a string of 1..64 bytes)");
+    consent_props(f, "{\"purpose\":\"\",\"status\":\"granted\"}", "events[0].properties.purpose",
+                  "a consent event needs a purpose (a string of 1..64 bytes)");
+    consent_props(f, "{\"purpose\":\"marketing\",\"status\":\"yes\"}", "events[0].properties.status",
+                  bad_status);
+    consent_props(f, "{\"purpose\":\"marketing\",\"status\":true}", "events[0].properties.status",
+                  bad_status);
+    consent_props(f, "{\"purpose\":\"marketing\",\"status\":\"denied\",\"channel\":7}",
+                  "events[0].properties.channel", "must be a string of at most 64 bytes");
+    consent_props(f,
+                  "{\"consents\":[{\"purpose\":\"marketing\",\"status\":\"denied\"},"
+                  "{\"purpose\":\"analytics\",\"status\":\"granted\",\"channel\":\"*\"}]}",
+                  NULL, NULL);
+    consent_props(f, "{\"consents\":[]}", "events[0].properties.consents",
+                  "must be a list of 1..100 objects");
+    consent_props(f, "{\"consents\":[{\"purpose\":\"marketing\",\"status\":\"denied\"},3]}",
+                  "events[0].properties.consents[1]", "must be an object");
+    consent_props(f, "{\"consents\":[{\"purpose\":\"marketing\",\"status\":\"maybe\"}]}",
+                  "events[0].properties.consents[0].status", bad_status);
+    /* Other events with these properties are not consent events. */
+    f->ev.event = "Order Completed";
+    expect_ok(f);
+}
+
 /* ------------------------------------------------------------------ batch */
 
 static void test_batch_limits(void **state)
@@ -581,6 +635,7 @@ int main(void)
         T(test_timestamp_nanos_range),
         T(test_timestamp_year_range),
         T(test_depth_properties_traits_context),
+        T(test_consent_event_shape),
         T(test_batch_limits),
         T(test_default_batch_bytes_is_4mib),
         T(test_format_duration),
