@@ -20,6 +20,9 @@ const PROTO_FILES = [
   'cdp/v1/ingestion.proto',
   'cdp/v1/identity.proto',
   'cdp/v1/profile.proto',
+  'cdp/v1/segmentation.proto',
+  'cdp/v1/consent.proto',
+  'cdp/v1/activation.proto',
   'grpc/health/v1/health.proto',
 ];
 const LOADER_OPTIONS = {
@@ -51,6 +54,9 @@ const SERVICES = {
   ingestion: { ctor: v1.Ingestion, health: 'cdp.v1.Ingestion' },
   identity: { ctor: v1.Identity, health: 'cdp.v1.Identity' },
   profile: { ctor: v1.Profile, health: 'cdp.v1.Profile' },
+  segmentation: { ctor: v1.Segmentation, health: 'cdp.v1.Segmentation' },
+  consent: { ctor: v1.Consent, health: 'cdp.v1.Consent' },
+  activation: { ctor: v1.Activation, health: 'cdp.v1.Activation' },
 };
 
 // client(kind, addr): a client of the cdp.v1 service `kind` at "host:port".
