@@ -10,12 +10,23 @@ int ing_is_consent_event(const Cdp__V1__Event *ev)
            strcmp(ev->event, ING_CONSENT_EVENT_NAME) == 0;
 }
 
+/* 1 when identity's answer made the event's master id a survivor. */
+static int ing__made_survivor(const Cdp__V1__ResolveResponse *r)
+{
+    for (size_t m = 0; r && m < r->n_merges; m++)
+        if (strcmp(r->merges[m]->survivor_id, r->master_id) == 0)
+            return 1;
+    return 0;
+}
+
 size_t ing_consent_entries(const ing_batch *b, const size_t *idx, size_t n, size_t *out)
 {
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ing_is_consent_event(b->e[idx[i]].ev))
+    for (size_t i = 0; i < n; i++) {
+        const ing_entry *e = &b->e[idx[i]];
+        if (ing_is_consent_event(e->ev) || ing__made_survivor(e->resolved))
             out[k++] = idx[i];
+    }
     return k;
 }
 

@@ -2,7 +2,8 @@
  * segmentation), built from a batch's applied entries. Pure: no I/O.
  *
  * - Consent events: a track event named ING_CONSENT_EVENT_NAME carries consent
- *   changes (docs/consent.md); the pipeline hands those to consent.
+ *   changes (docs/consent.md); the pipeline hands those to consent, and
+ *   the events that merged profiles, so that consent follows the merge.
  * - Touches: one cdp.v1.ProfileTouch per master id of the entries given,
  *   saying which count names, traits and channels the batch wrote and
  *   whether revenue moved, plus the merges that made the master id a
@@ -19,8 +20,10 @@
 /* 1 when ev is a consent event. */
 int ing_is_consent_event(const Cdp__V1__Event *ev);
 
-/* Writes the indexes among idx[0..n) whose entries carry a consent event
- * into out (room for n); returns how many. */
+/* Writes the indexes among idx[0..n) that consent must see into out (room
+ * for n; may be idx itself); returns how many: consent events, and events
+ * whose resolution made their master id a survivor of a merge (consent
+ * folds the loser's entries into it). */
 size_t ing_consent_entries(const ing_batch *b, const size_t *idx, size_t n, size_t *out);
 
 /* The request and everything it points into (owned; strings are copies
