@@ -249,7 +249,7 @@ static void prf__issue_fold(prf_merge_op *op)
     prf_batch *b = op->b;
     prf_args a;
     prf_args_init(&a);
-    if (prf_args_fold(&a, op->loser, b->opts.seen_cutoff_ms, b->opts.timeline_len, &op->snap)) {
+    if (prf_args_fold(&a, op->loser, &b->opts, &op->snap)) {
         prf_args_free(&a);
         prf__fail(b, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         prf__release(b);
@@ -380,8 +380,7 @@ static void prf__issue_apply(prf_group *g)
     prf_batch *b = g->b;
     prf_args a;
     prf_args_init(&a);
-    int rc = prf_args_apply_header(&a, b->opts.now_ms, b->opts.seen_cutoff_ms,
-                                   b->opts.timeline_len, g->n);
+    int rc = prf_args_apply_header(&a, &b->opts, g->n);
     for (size_t i = 0; rc == PRF_OK && i < g->n; i++)
         rc = prf_args_add_delta(&a, &g->evs[i]->delta);
     if (rc != PRF_OK) {

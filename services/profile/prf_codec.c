@@ -13,7 +13,7 @@
 #define PRF_KEY_PREFIX "cdp:prf:{p:"
 
 static const char *const prf__key_suffix[PRF_KEY_COUNT] = {
-    "}", "}:trait_ts", "}:timeline", "}:seen",
+    "}", "}:trait_ts", "}:timeline", "}:seen", "}:daily",
 };
 
 /* Longest decimal int64 text a stamp may carry, and a double that
@@ -173,11 +173,18 @@ static int prf__add_ts(prf_args *a, int64_t ts)
     return ts == PRF_TS_NONE ? prf_args_add(a, "") : prf_args_add_i64(a, ts);
 }
 
-int prf_args_apply_header(prf_args *a, int64_t now_ms, int64_t cutoff_ms, size_t timeline_len,
-                          size_t n_events)
+/* What every script that writes daily buckets needs to compute the cut. */
+static int prf__add_daily_opts(prf_args *a, const prf_fold_opts *o)
 {
-    if (prf_args_add_i64(a, now_ms) || prf_args_add_i64(a, cutoff_ms) ||
-        prf_args_add_i64(a, (int64_t)timeline_len) || prf_args_add_i64(a, (int64_t)n_events))
+    return prf_args_add_i64(a, o->daily_retention_days) |
+           prf_args_add_i64(a, PRF_DAILY_TRIM_STEP_DAYS);
+}
+
+int prf_args_apply_header(prf_args *a, const prf_fold_opts *o, size_t n_events)
+{
+    if (prf_args_add_i64(a, o->now_ms) || prf_args_add_i64(a, o->seen_cutoff_ms) ||
+        prf_args_add_i64(a, (int64_t)o->timeline_len) ||
+        prf_args_add_i64(a, (int64_t)n_events) || prf__add_daily_opts(a, o))
         return PRF_ENOMEM;
     return PRF_OK;
 }
@@ -188,6 +195,7 @@ int prf_args_add_delta(prf_args *a, const prf_delta *d)
              prf_args_add(a, d->count_name) | prf_args_add(a, d->channel) |
              prf_args_add(a, d->tl_member);
     rc |= d->has_revenue ? prf_args_add_double(a, d->revenue) : prf_args_add(a, "");
+    rc |= prf_args_add_i64(a, prf_day_of(d->ts));
     rc |= prf_args_add_i64(a, (int64_t)d->n_traits);
     for (size_t i = 0; i < d->n_traits; i++)
         rc |= prf_args_add(a, d->traits[i].key) | prf_args_add(a, d->traits[i].json);
@@ -234,19 +242,33 @@ static int prf__add_sets(prf_args *a, const prf_profile *p)
     return rc;
 }
 
+static int prf__add_daily(prf_args *a, const prf_profile *p)
+{
+    int rc = prf_args_add_i64(a, (int64_t)p->n_day_counts);
+    for (size_t i = 0; i < p->n_day_counts; i++) {
+        const prf_day_count *c = &p->day_counts[i];
+        rc |= prf_args_add_i64(a, c->day) | prf_args_add(a, c->name) | prf_args_add_i64(a, c->n);
+    }
+    rc |= prf_args_add_i64(a, (int64_t)p->n_day_revenue);
+    for (size_t i = 0; i < p->n_day_revenue; i++)
+        rc |= prf_args_add_i64(a, p->day_revenue[i].day) |
+              prf_args_add_double(a, p->day_revenue[i].revenue);
+    return rc;
+}
+
 int prf_args_add_profile(prf_args *a, const prf_profile *p)
 {
     int rc = prf_args_add_i64(a, p->total) | prf__add_ts(a, p->first_seen) |
              prf__add_ts(a, p->last_seen) | prf_args_add_double(a, p->revenue);
-    rc |= prf__add_keyed(a, p) | prf__add_sets(a, p);
+    rc |= prf__add_keyed(a, p) | prf__add_sets(a, p) | prf__add_daily(a, p);
     return rc ? PRF_ENOMEM : PRF_OK;
 }
 
-int prf_args_fold(prf_args *a, const char *loser, int64_t cutoff_ms, size_t timeline_len,
+int prf_args_fold(prf_args *a, const char *loser, const prf_fold_opts *o,
                   const prf_profile *snapshot)
 {
-    if (prf_args_add(a, loser) || prf_args_add_i64(a, cutoff_ms) ||
-        prf_args_add_i64(a, (int64_t)timeline_len))
+    if (prf_args_add(a, loser) || prf_args_add_i64(a, o->seen_cutoff_ms) ||
+        prf_args_add_i64(a, (int64_t)o->timeline_len) || prf__add_daily_opts(a, o))
         return PRF_ENOMEM;
     return prf_args_add_profile(a, snapshot);
 }
@@ -452,6 +474,37 @@ static int prf__load_seen(prf_profile *p, const redisReply *r)
     return 0;
 }
 
+/* "n:<day>:<count name>" -> count, "r:<day>" -> revenue. Other fields are
+ * ignored (a newer version may add some). */
+static int prf__load_daily_field(prf_profile *p, const char *f, const char *v)
+{
+    if ((f[0] != 'n' && f[0] != 'r') || f[1] != ':')
+        return 0;
+    char *end;
+    errno = 0;
+    long long day = strtoll(f + 2, &end, 10);
+    if (end == f + 2 || errno)
+        return -1;
+    if (f[0] == 'r') {
+        double rev = strtod(v, &end);
+        if (*end != '\0' || end == v)
+            return -1;
+        return prf_profile_push_day_revenue(p, day, rev) ? -1 : 0;
+    }
+    int64_t n;
+    if (*end != ':' || prf__parse_i64(v, &n) != 0)
+        return -1;
+    return prf_profile_push_day_count(p, day, end + 1, n) ? -1 : 0;
+}
+
+static int prf__load_daily(prf_profile *p, const redisReply *r)
+{
+    for (size_t i = 0; i < r->elements; i += 2)
+        if (prf__load_daily_field(p, r->element[i]->str, r->element[i + 1]->str) != 0)
+            return -1;
+    return 0;
+}
+
 /* Timeline members carry their event time (prf_event.h). */
 static int prf__load_timeline(prf_profile *p, const redisReply *r)
 {
@@ -473,6 +526,7 @@ int prf_profile_load(prf_profile *p, int key, const redisReply *r)
     case PRF_KEY_TRAIT_TS: return prf__load_trait_ts(p, r);
     case PRF_KEY_TIMELINE: return prf__load_timeline(p, r);
     case PRF_KEY_SEEN: return prf__load_seen(p, r);
+    case PRF_KEY_DAILY: return prf__load_daily(p, r);
     default: return -1;
     }
 }

@@ -16,9 +16,13 @@
  *   cdp:prf:{p:<m>}:timeline   zset: member (prf_event.h, starts with the
  *                              event time) scored by event time
  *   cdp:prf:{p:<m>}:seen       zset: message_id scored by applied-at
+ *   cdp:prf:{p:<m>}:daily      hash, per UTC day <d> = prf_day_of(ts) in
+ *                              decimal (a contract with segmentation):
+ *                              n:<d>:<count name> -> count
+ *                              r:<d> -> revenue sum as HINCRBYFLOAT writes it
  *
  * Everything a view shows lives in the main hash and the timeline, so
- * GetProfile reads two structures: measured, the number of commands per
+ * GetProfile reads two structures (not the daily buckets): measured, the number of commands per
  * read is what bounds its rate (docs/profile.md). */
 #ifndef PRF_CODEC_H
 #define PRF_CODEC_H
@@ -35,6 +39,7 @@ enum {
     PRF_KEY_TRAIT_TS,
     PRF_KEY_TIMELINE,
     PRF_KEY_SEEN,
+    PRF_KEY_DAILY,
     PRF_KEY_COUNT
 };
 
@@ -75,13 +80,14 @@ size_t prf_i64_format(int64_t v, char buf[PRF_I64_BUF]);
 /* A double that round-trips ("%.17g"). */
 int prf_args_add_double(prf_args *a, double v);
 
-/* The apply script's header: now, cutoff, timeline length, event count. */
-int prf_args_apply_header(prf_args *a, int64_t now_ms, int64_t cutoff_ms, size_t timeline_len,
-                          size_t n_events);
-/* One event of the apply script. */
+/* The apply script's header: now, cutoff, timeline length, event count,
+ * daily retention and trim step (from o). */
+int prf_args_apply_header(prf_args *a, const prf_fold_opts *o, size_t n_events);
+/* One event of the apply script (with its day, prf_day_of). */
 int prf_args_add_delta(prf_args *a, const prf_delta *d);
-/* The fold script's arguments: loser, cutoff, timeline length, snapshot. */
-int prf_args_fold(prf_args *a, const char *loser, int64_t cutoff_ms, size_t timeline_len,
+/* The fold script's arguments: loser, cutoff, timeline length, daily
+ * retention and trim step (from o), snapshot. */
+int prf_args_fold(prf_args *a, const char *loser, const prf_fold_opts *o,
                   const prf_profile *snapshot);
 /* A profile in the snapshot layout the fold script reads. */
 int prf_args_add_profile(prf_args *a, const prf_profile *p);
@@ -101,7 +107,7 @@ typedef struct {
 } prf_read_cmd;
 
 /* The command that reads structure `key` (PRF_KEY_*): HGETALL for the
- * hashes, ZREVRANGE 0 <tl_limit - 1> for the timeline (newest first, all
+ * hashes (main, trait stamps, daily), ZREVRANGE 0 <tl_limit - 1> for the timeline (newest first, all
  * of it when tl_limit is 0; members carry their time, so no scores), ZRANGE
  * 0 -1 WITHSCORES for seen. argv borrows k's strings. */
 void prf_read_cmd_init(prf_read_cmd *c, const prf_keys *k, int key, size_t tl_limit);

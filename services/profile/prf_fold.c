@@ -83,6 +83,10 @@ void prf_profile_clear(prf_profile *p)
         free(p->seen[i].message_id);
     free(p->seen);
     prf__free_strs(p->folded, p->n_folded);
+    for (size_t i = 0; i < p->n_day_counts; i++)
+        free(p->day_counts[i].name);
+    free(p->day_counts);
+    free(p->day_revenue);
     free(p->merged_into);
     prf_profile_init(p);
 }
@@ -101,6 +105,26 @@ int prf_stamp_cmp(int64_t ts_a, const char *mid_a, int64_t ts_b, const char *mid
 int prf_tl_cmp(const prf_tl_entry *a, const prf_tl_entry *b)
 {
     return prf_stamp_cmp(a->ts, a->member, b->ts, b->member);
+}
+
+/* Floor division (C's / truncates toward zero). */
+static int64_t prf__floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+int64_t prf_day_of(int64_t ts_ms)
+{
+    return prf__floor_div(ts_ms, PRF_MS_PER_DAY);
+}
+
+int64_t prf_daily_cut(int64_t newest_day, int64_t retention_days)
+{
+    if (retention_days <= 0 || newest_day == PRF_DAY_NONE)
+        return PRF_DAY_NONE;
+    return prf__floor_div(newest_day, PRF_DAILY_TRIM_STEP_DAYS) * PRF_DAILY_TRIM_STEP_DAYS -
+           retention_days + 1;
 }
 
 /* Skips [0-9]* and returns how many digits there were. */
@@ -216,6 +240,33 @@ const prf_seen *prf_profile_seen(const prf_profile *p, const char *message_id)
     return prf__seen(p, message_id);
 }
 
+static prf_day_count *prf__day_count(const prf_profile *p, int64_t day, const char *name)
+{
+    for (size_t i = 0; i < p->n_day_counts; i++)
+        if (p->day_counts[i].day == day && strcmp(p->day_counts[i].name, name) == 0)
+            return &p->day_counts[i];
+    return NULL;
+}
+
+int64_t prf_profile_day_count(const prf_profile *p, int64_t day, const char *name)
+{
+    const prf_day_count *c = prf__day_count(p, day, name);
+    return c ? c->n : 0;
+}
+
+static prf_day_revenue *prf__day_revenue(const prf_profile *p, int64_t day)
+{
+    for (size_t i = 0; i < p->n_day_revenue; i++)
+        if (p->day_revenue[i].day == day)
+            return &p->day_revenue[i];
+    return NULL;
+}
+
+const prf_day_revenue *prf_profile_day_revenue(const prf_profile *p, int64_t day)
+{
+    return prf__day_revenue(p, day);
+}
+
 /* ============================================================== loading */
 
 int prf_profile_push_trait(prf_profile *p, const char *key, const char *json, int64_t ts,
@@ -305,6 +356,25 @@ int prf_profile_push_folded(prf_profile *p, const char *master_id)
     return prf__push_str(&p->folded, &p->n_folded, &p->cap_folded, master_id);
 }
 
+int prf_profile_push_day_count(prf_profile *p, int64_t day, const char *name, int64_t n)
+{
+    if (PRF_RESERVE(p, day_counts))
+        return PRF_ENOMEM;
+    char *copy = strdup(name);
+    if (!copy)
+        return PRF_ENOMEM;
+    p->day_counts[p->n_day_counts++] = (prf_day_count){ day, copy, n };
+    return PRF_OK;
+}
+
+int prf_profile_push_day_revenue(prf_profile *p, int64_t day, double revenue)
+{
+    if (PRF_RESERVE(p, day_revenue))
+        return PRF_ENOMEM;
+    p->day_revenue[p->n_day_revenue++] = (prf_day_revenue){ day, revenue };
+    return PRF_OK;
+}
+
 /* ============================================================== setters */
 
 int prf_profile_put_trait(prf_profile *p, const char *key, const char *json,
@@ -379,6 +449,24 @@ int prf_profile_add_folded(prf_profile *p, const char *master_id)
                                                        : prf_profile_push_folded(p, master_id);
 }
 
+int prf_profile_add_day_count(prf_profile *p, int64_t day, const char *name, int64_t n)
+{
+    prf_day_count *c = prf__day_count(p, day, name);
+    if (!c)
+        return prf_profile_push_day_count(p, day, name, n);
+    c->n += n;
+    return PRF_OK;
+}
+
+int prf_profile_add_day_revenue(prf_profile *p, int64_t day, double revenue)
+{
+    prf_day_revenue *r = prf__day_revenue(p, day);
+    if (!r)
+        return prf_profile_push_day_revenue(p, day, revenue);
+    r->revenue += revenue;
+    return PRF_OK;
+}
+
 void prf_profile_see(prf_profile *p, int64_t ts)
 {
     if (p->first_seen == PRF_TS_NONE || ts < p->first_seen)
@@ -422,6 +510,23 @@ void prf_profile_trim_seen(prf_profile *p, int64_t cutoff_ms)
     p->n_seen = kept;
 }
 
+void prf_profile_trim_daily(prf_profile *p, int64_t first_day)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < p->n_day_counts; i++) {
+        if (p->day_counts[i].day < first_day)
+            free(p->day_counts[i].name);
+        else
+            p->day_counts[kept++] = p->day_counts[i];
+    }
+    p->n_day_counts = kept;
+    kept = 0;
+    for (size_t i = 0; i < p->n_day_revenue; i++)
+        if (p->day_revenue[i].day >= first_day)
+            p->day_revenue[kept++] = p->day_revenue[i];
+    p->n_day_revenue = kept;
+}
+
 /* ======================================================== fold and apply */
 
 static int prf__merge_keyed(prf_profile *dst, const prf_profile *src)
@@ -459,7 +564,28 @@ static int prf__merge_sets(prf_profile *dst, const prf_profile *src)
     return PRF_OK;
 }
 
-int prf_profile_merge(prf_profile *dst, const prf_profile *src, size_t timeline_len)
+/* The daily buckets, once dst's last seen includes src's: dst drops the
+ * days before the cut, and src's buckets from the cut on are added. */
+static int prf__merge_daily(prf_profile *dst, const prf_profile *src, int64_t retention_days)
+{
+    int64_t newest = dst->last_seen == PRF_TS_NONE ? PRF_DAY_NONE : prf_day_of(dst->last_seen);
+    int64_t cut = prf_daily_cut(newest, retention_days);
+    prf_profile_trim_daily(dst, cut);
+    for (size_t i = 0; i < src->n_day_counts; i++) {
+        const prf_day_count *c = &src->day_counts[i];
+        if (c->day >= cut && prf_profile_add_day_count(dst, c->day, c->name, c->n))
+            return PRF_ENOMEM;
+    }
+    for (size_t i = 0; i < src->n_day_revenue; i++) {
+        const prf_day_revenue *r = &src->day_revenue[i];
+        if (r->day >= cut && prf_profile_add_day_revenue(dst, r->day, r->revenue))
+            return PRF_ENOMEM;
+    }
+    return PRF_OK;
+}
+
+int prf_profile_merge(prf_profile *dst, const prf_profile *src, size_t timeline_len,
+                      int64_t retention_days)
 {
     dst->total += src->total;
     dst->revenue += src->revenue;
@@ -467,7 +593,8 @@ int prf_profile_merge(prf_profile *dst, const prf_profile *src, size_t timeline_
         prf_profile_see(dst, src->first_seen);
     if (src->last_seen != PRF_TS_NONE)
         prf_profile_see(dst, src->last_seen);
-    if (prf__merge_keyed(dst, src) || prf__merge_sets(dst, src))
+    if (prf__merge_keyed(dst, src) || prf__merge_sets(dst, src) ||
+        prf__merge_daily(dst, src, retention_days))
         return PRF_ENOMEM;
     prf_profile_trim_timeline(dst, timeline_len);
     return PRF_OK;
@@ -492,6 +619,10 @@ int prf_delta_to_profile(const prf_delta *d, int64_t now_ms, prf_profile *out)
         rc = prf_profile_add_id(out, d->ids[i]);
     if (rc == PRF_OK)
         rc = prf_profile_add_seen(out, d->message_id, now_ms);
+    if (rc == PRF_OK)
+        rc = prf_profile_add_day_count(out, prf_day_of(d->ts), d->count_name, 1);
+    if (rc == PRF_OK && d->has_revenue)
+        rc = prf_profile_add_day_revenue(out, prf_day_of(d->ts), d->revenue);
     if (rc != PRF_OK)
         prf_profile_clear(out);
     return rc;
@@ -508,7 +639,7 @@ int prf_profile_apply(prf_profile *p, const prf_delta *d, const prf_fold_opts *o
     prf_profile one;
     if (prf_delta_to_profile(d, opts->now_ms, &one))
         return PRF_ENOMEM;
-    int rc = prf_profile_merge(p, &one, opts->timeline_len);
+    int rc = prf_profile_merge(p, &one, opts->timeline_len, opts->daily_retention_days);
     prf_profile_clear(&one);
     return rc == PRF_OK ? PRF_APPLIED : rc;
 }
@@ -527,7 +658,7 @@ int prf_profile_fold(prf_profile *survivor, const char *loser_id, const prf_prof
         return PRF_FOLD_REDIRECT;
     if (prf_profile_has_folded(survivor, loser_id))
         return PRF_FOLD_ALREADY;
-    if (prf_profile_merge(survivor, snapshot, opts->timeline_len) ||
+    if (prf_profile_merge(survivor, snapshot, opts->timeline_len, opts->daily_retention_days) ||
         prf_profile_add_folded(survivor, loser_id))
         return PRF_ENOMEM;
     prf_profile_trim_seen(survivor, opts->seen_cutoff_ms);

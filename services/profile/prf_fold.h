@@ -15,7 +15,12 @@
  *     (event time, member) pairs;
  *   - identifiers, seen message ids (the idempotency record, keyed by
  *     message id with the time it was applied) and folded master ids are
- *     unioned (seen keeps the later applied-at).
+ *     unioned (seen keeps the later applied-at);
+ *   - daily buckets: per UTC day (prf_day_of) the count of events per count
+ *     name and the revenue sum, summed like the totals; with a retention of
+ *     R days the profile holds exactly the buckets of the days from
+ *     prf_daily_cut(newest day, R) on, where the newest day is the day of
+ *     last seen (older buckets are dropped and older events add none).
  *
  * Applying one event is merging a one-event profile into the profile after
  * a dedup check; folding a merged-away (loser) profile is merging its
@@ -35,6 +40,16 @@
 
 /* An event time no event can have: "first/last seen not set". */
 #define PRF_TS_NONE INT64_MIN
+
+/* A daily bucket is one UTC day: floor(event time / PRF_MS_PER_DAY). */
+#define PRF_MS_PER_DAY INT64_C(86400000)
+/* "No day is dropped" (retention disabled, or no event yet). */
+#define PRF_DAY_NONE INT64_MIN
+/* Retention trims in steps of this many days (prf_daily_cut): the cut moves
+ * at most once per step, so the scripts scan the daily hash at most once per
+ * step of the newest day, at the price of keeping up to step - 1 days more
+ * than the retention. */
+enum { PRF_DAILY_TRIM_STEP_DAYS = 16 };
 
 enum { PRF_OK = 0, PRF_ENOMEM = -1 };
 
@@ -69,6 +84,20 @@ typedef struct {
     int64_t applied_at;  /* ms since the epoch, wall clock of the apply */
 } prf_seen;
 
+/* Events with one count name on one day. */
+typedef struct {
+    int64_t day;         /* prf_day_of(event time) */
+    char *name;          /* the count name (as in prf_count) */
+    int64_t n;
+} prf_day_count;
+
+/* Revenue of one day: present once an event of that day carried revenue
+ * (even when the sum is 0). */
+typedef struct {
+    int64_t day;
+    double revenue;
+} prf_day_revenue;
+
 typedef struct {
     int64_t total;
     int64_t first_seen;  /* PRF_TS_NONE when no event */
@@ -83,6 +112,8 @@ typedef struct {
     char **ids;              size_t n_ids, cap_ids;
     prf_seen *seen;          size_t n_seen, cap_seen;
     char **folded;           size_t n_folded, cap_folded;
+    prf_day_count *day_counts;      size_t n_day_counts, cap_day_counts;
+    prf_day_revenue *day_revenue;   size_t n_day_revenue, cap_day_revenue;
 } prf_profile;
 
 /* One trait assignment carried by an event; borrowed strings. */
@@ -112,6 +143,7 @@ typedef struct {
     size_t timeline_len;         /* entries kept; >= 1 */
     int64_t now_ms;              /* applied-at for the seen record */
     int64_t seen_cutoff_ms;      /* seen entries applied before this expire */
+    int64_t daily_retention_days; /* daily buckets kept; 0 keeps every day */
 } prf_fold_opts;
 
 typedef enum {
@@ -148,6 +180,19 @@ int prf_tl_cmp(const prf_tl_entry *a, const prf_tl_entry *b);
  * in *out; 0 otherwise. Revenue sent as a string goes through this. */
 int prf_revenue_parse_string(const char *s, double *out);
 
+/* The UTC day of an event time: floor(ts_ms / PRF_MS_PER_DAY), also for
+ * times before 1970 (day -1 is 1969-12-31). */
+int64_t prf_day_of(int64_t ts_ms);
+
+/* The first day a profile whose newest event falls on `newest_day` keeps,
+ * with a retention of `retention_days` (> 0):
+ *     floor(newest_day / STEP) * STEP - retention_days + 1
+ * (STEP = PRF_DAILY_TRIM_STEP_DAYS), so at least the retention_days days up
+ * to the newest are kept and at most STEP - 1 more. PRF_DAY_NONE when
+ * retention_days is 0 or newest_day is PRF_DAY_NONE. The Lua mirrors this
+ * with the same step, which it gets as an argument. */
+int64_t prf_daily_cut(int64_t newest_day, int64_t retention_days);
+
 /* ------------------------------------------------------------ lookups */
 
 const prf_trait *prf_profile_trait(const prf_profile *p, const char *key);
@@ -157,6 +202,10 @@ int prf_profile_has_id(const prf_profile *p, const char *id);
 int prf_profile_has_folded(const prf_profile *p, const char *master_id);
 /* The seen entry for a message id, or NULL. */
 const prf_seen *prf_profile_seen(const prf_profile *p, const char *message_id);
+/* The count of `name` on `day` (0 when there is no bucket). */
+int64_t prf_profile_day_count(const prf_profile *p, int64_t day, const char *name);
+/* The revenue bucket of `day`, or NULL. */
+const prf_day_revenue *prf_profile_day_revenue(const prf_profile *p, int64_t day);
 
 /* ------------------------------------------------------------- setters
  * Each applies its field's merge rule (so they serve both parsing a stored
@@ -175,6 +224,9 @@ int prf_profile_add_id(prf_profile *p, const char *id);
 /* Adds or raises a seen entry (keeps the later applied_at). */
 int prf_profile_add_seen(prf_profile *p, const char *message_id, int64_t applied_at);
 int prf_profile_add_folded(prf_profile *p, const char *master_id);
+/* Adds to the daily buckets (creating them at 0 first). */
+int prf_profile_add_day_count(prf_profile *p, int64_t day, const char *name, int64_t n);
+int prf_profile_add_day_revenue(prf_profile *p, int64_t day, double revenue);
 /* Widens first/last seen to include ts. */
 void prf_profile_see(prf_profile *p, int64_t ts);
 int prf_profile_set_merged_into(prf_profile *p, const char *survivor);
@@ -192,19 +244,27 @@ int prf_profile_push_timeline(prf_profile *p, const char *member, int64_t ts);
 int prf_profile_push_id(prf_profile *p, const char *id);
 int prf_profile_push_seen(prf_profile *p, const char *message_id, int64_t applied_at);
 int prf_profile_push_folded(prf_profile *p, const char *master_id);
+int prf_profile_push_day_count(prf_profile *p, int64_t day, const char *name, int64_t n);
+int prf_profile_push_day_revenue(prf_profile *p, int64_t day, double revenue);
 
 /* Sorts the timeline by prf_tl_cmp and drops all but the `len` greatest. */
 void prf_profile_trim_timeline(prf_profile *p, size_t len);
 /* Drops seen entries applied before cutoff_ms. */
 void prf_profile_trim_seen(prf_profile *p, int64_t cutoff_ms);
+/* Drops the daily buckets of days before `first_day` (PRF_DAY_NONE: none). */
+void prf_profile_trim_daily(prf_profile *p, int64_t first_day);
 
 /* --------------------------------------------------------- fold and apply */
 
 /* Merges src into dst by the rules above (dst's merged_into is untouched),
- * then trims dst's timeline to timeline_len. */
-int prf_profile_merge(prf_profile *dst, const prf_profile *src, size_t timeline_len);
+ * then trims dst's timeline to timeline_len. Daily buckets: dst keeps, and
+ * takes from src, only the days from prf_daily_cut(day of the merged last
+ * seen, retention_days) on (every day when retention_days is 0). */
+int prf_profile_merge(prf_profile *dst, const prf_profile *src, size_t timeline_len,
+                      int64_t retention_days);
 
-/* Builds the one-event profile of d (seen = {d's message id: now}). */
+/* Builds the one-event profile of d (seen = {d's message id: now}, one
+ * daily count, and a daily revenue when d has revenue). */
 int prf_delta_to_profile(const prf_delta *d, int64_t now_ms, prf_profile *out);
 
 /* Applies one event: PRF_DUPLICATE if its message id is in p's seen record

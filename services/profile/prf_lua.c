@@ -2,7 +2,7 @@
  * profiles in Redis, one script run per profile (see prf_fold.h for the
  * rules they mirror and prf_codec.h for the key layout).
  *
- * Every script takes the four keys of one profile (prf_keys, all under one
+ * Every script takes the five keys of one profile (prf_keys, all under one
  * hash tag, so one cluster slot) and never touches another profile. Numbers
  * that must stay exact (event times in ms, up to 15 digits) are carried as
  * the strings C wrote and only compared through tonumber(), never formatted
@@ -14,8 +14,9 @@
 #define PRF_LUA_PRELUDE \
     "-- keys of one profile, all in one hash slot; the main hash holds the\n" \
     "-- scalars and, by field prefix, traits (t:), counts (n:), channels (c:),\n" \
-    "-- identifiers (i:) and folded master ids (f:)\n" \
-    "local MAIN, TRAIT_TS, TIMELINE, SEEN = 1, 2, 3, 4\n" \
+    "-- identifiers (i:) and folded master ids (f:); DAILY holds the per-day\n" \
+    "-- buckets n:<day>:<count name> and r:<day>\n" \
+    "local MAIN, TRAIT_TS, TIMELINE, SEEN, DAILY = 1, 2, 3, 4, 5\n" \
     "-- arguments per command built with unpack, whose stack is bounded\n" \
     "local CHUNK = 1000\n" \
     "\n" \
@@ -69,6 +70,24 @@
     "-- positions in a main-hash read of these fields first (HEAD below)\n" \
     "local F_INTO, F_TOTAL, F_REVENUE, F_FIRST, F_LAST = 1, 2, 3, 4, 5\n"
 
+/* The daily buckets' retention, as text spliced into the scripts that write
+ * them (no per-run closure in the apply script). PRF_LUA_DAY_CUT(t) is
+ * prf_daily_cut of the day of event time t (a number), with locals `keep`
+ * and `step` in scope; exact, since |t| < 2^53 and floor(t / day) is far
+ * from any rounding. PRF_LUA_DAILY_TRIM drops the buckets of the days
+ * before local `cut`: one scan of the hash, run only when the cut moved,
+ * i.e. once per step of the profile's newest day. Days are only ever
+ * formatted by C; the scripts parse them only to compare. */
+#define PRF_LUA_DAY_CUT(t) \
+    "(math.floor(math.floor(" t " / 86400000) / step) * step - keep + 1)"
+#define PRF_LUA_DAILY_TRIM \
+    "local del = {}\n" \
+    "for _, f in ipairs(redis.call('HKEYS', KEYS[DAILY])) do\n" \
+    "  local d = tonumber(string.match(f, '^[nr]:(%-?%d+)'))\n" \
+    "  if d and d < cut then del[#del + 1] = f end\n" \
+    "end\n" \
+    "if #del > 0 then bulk('HDEL', KEYS[DAILY], nil, del, 1) end\n"
+
 /* What the merge scripts add: the merge rule itself and the snapshot
  * reader. The apply script folds in place and leaves this out, since every
  * function defined here is a closure built on each run. */
@@ -96,12 +115,50 @@
     "  return fields, at\n" \
     "end\n" \
     "\n" \
+    "-- adds s's daily buckets from the cut on (s.keep, s.step: retention);\n" \
+    "-- old is this profile's last seen before the merge (false: none)\n" \
+    "local function merge_daily(s, old)\n" \
+    "  local keep, step, cut = s.keep, s.step, nil\n" \
+    "  old = old and tonumber(old)\n" \
+    "  local new = old\n" \
+    "  if s.last ~= '' and ((not new) or tonumber(s.last) > new) then new = tonumber(s.last) end\n" \
+    "  if not new then return end\n" \
+    "  if keep > 0 then\n" \
+    "    cut = " PRF_LUA_DAY_CUT("new") "\n" \
+    "    if old and cut > " PRF_LUA_DAY_CUT("old") " then\n" \
+    PRF_LUA_DAILY_TRIM \
+    "    end\n" \
+    "  end\n" \
+    "  local f, v = {}, {}\n" \
+    "  for _, c in ipairs(s.dcounts) do\n" \
+    "    if not cut or tonumber(c[1]) >= cut then\n" \
+    "      f[#f + 1] = 'n:' .. c[1] .. ':' .. c[2]\n" \
+    "      v[#v + 1] = tonumber(c[3])\n" \
+    "    end\n" \
+    "  end\n" \
+    "  if #f > 0 then\n" \
+    "    local have, w = bulk('HMGET', KEYS[DAILY], nil, f, 1), {}\n" \
+    "    for j = 1, #f do\n" \
+    "      w[2 * j - 1] = f[j]\n" \
+    "      w[2 * j] = string.format('%d', tonumber(have[j] or 0) + v[j])\n" \
+    "    end\n" \
+    "    bulk('HSET', KEYS[DAILY], nil, w, 2)\n" \
+    "  end\n" \
+    "  for _, r in ipairs(s.drev) do\n" \
+    "    if not cut or tonumber(r[1]) >= cut then\n" \
+    "      -- pcall: a sum past a double's range keeps the day's old value\n" \
+    "      redis.pcall('HINCRBYFLOAT', KEYS[DAILY], 'r:' .. r[1], r[2])\n" \
+    "    end\n" \
+    "  end\n" \
+    "end\n" \
+    "\n" \
     "-- merges s into this profile: cur is the HMGET of at least the fields\n" \
     "-- merge_fields(s) names (false when absent), at their positions; decides\n" \
     "-- in Lua, writes once per structure. s holds total, first, last ('' for\n" \
     "-- none), revenue, traits {k, json, ts, mid}, counts {name, n}, channels\n" \
     "-- {ch, ts, mid, event}, timeline {member, ts}, ids, seen {mid, at},\n" \
-    "-- folded; names unique within each list.\n" \
+    "-- folded, dcounts {day, name, n}, drev {day, revenue}, keep, step;\n" \
+    "-- names unique within each list.\n" \
     "local function merge(s, tl_len, cur, at)\n" \
     "  local total = tonumber(cur[F_TOTAL] or 0) + tonumber(s.total)\n" \
     "  local w = { 'total', string.format('%d', total) }\n" \
@@ -181,6 +238,7 @@
     "    sn[#sn + 1] = e[1]\n" \
     "  end\n" \
     "  if #sn > 0 then bulk('ZADD', KEYS[SEEN], 'GT', sn, 2) end\n" \
+    "  merge_daily(s, cur[F_LAST])\n" \
     "end\n" \
     "\n" \
     "-- reads n groups of w args from ARGV[i..]; returns the groups and next i\n" \
@@ -205,17 +263,19 @@
 
 /* ApplyEvents, one profile's share of a batch. */
 const char prf_lua_apply[] = PRF_LUA_PRELUDE
-    "-- apply: ARGV = now, seen cutoff, timeline length, n, then n events of\n"
-    "-- mid, ts, count name, channel, timeline member, revenue ('' = none),\n"
-    "-- n traits, (key, json)*, n ids, id*\n"
+    "-- apply: ARGV = now, seen cutoff, timeline length, n, daily retention\n"
+    "-- (days, 0 = off), daily trim step, then n events of mid, ts, count name,\n"
+    "-- channel, timeline member, revenue ('' = none), day, n traits,\n"
+    "-- (key, json)*, n ids, id*\n"
     "-- Events stay in ARGV (at[e] is the index of event e's message id) and the\n"
     "-- delta lives in a few per-script tables: no table per event.\n"
     "local now, cutoff, tl_len, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local keep, step = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
     "local cutn = tonumber(cutoff)\n"
-    "local at, mids, i = {}, {}, 5\n"
+    "local at, mids, i = {}, {}, 7\n"
     "for e = 1, n do\n"
     "  at[e], mids[e] = i, ARGV[i]\n"
-    "  i = i + 7 + 2 * tonumber(ARGV[i + 6])\n"
+    "  i = i + 8 + 2 * tonumber(ARGV[i + 7])\n"
     "  i = i + 1 + tonumber(ARGV[i])\n"
     "end\n"
     "-- read before any write: a score under the cutoff is what the window drop\n"
@@ -271,8 +331,8 @@ const char prf_lua_apply[] = PRF_LUA_PRELUDE
     "        cbest[ch] = e\n"
     "      end\n"
     "    end\n"
-    "    local kv = k + 7\n"
-    "    local kv_end = kv + 2 * tonumber(ARGV[k + 6])\n"
+    "    local kv = k + 8\n"
+    "    local kv_end = kv + 2 * tonumber(ARGV[k + 7])\n"
     "    for j = kv, kv_end - 2, 2 do\n"
     "      local key = ARGV[j]\n"
     "      local b = tev[key]\n"
@@ -383,6 +443,40 @@ const char prf_lua_apply[] = PRF_LUA_PRELUDE
     "  end\n"
     "  bulk('ZADD', KEYS[SEEN], 'GT', tl, 2)\n"
     "end\n"
+    "if nfresh > 0 then\n"
+    "  -- daily buckets of the fresh events from the cut on: one HINCRBY per\n"
+    "  -- (day, name), one HINCRBYFLOAT per day with revenue (pairs: the\n"
+    "  -- increments commute, so their order does not matter)\n"
+    "  local cutms\n"
+    "  if keep > 0 then\n"
+    "    local old = cur[F_LAST] and tonumber(cur[F_LAST])\n"
+    "    local cut = " PRF_LUA_DAY_CUT("((old and old > lastn) and old or lastn)") "\n"
+    "    -- the cut moves only with the newest event time\n"
+    "    if old and lastn > old and cut > " PRF_LUA_DAY_CUT("old") " then\n"
+    PRF_LUA_DAILY_TRIM
+    "    end\n"
+    "    cutms = cut * 86400000\n"
+    "  end\n"
+    "  local dn, dr = {}, {}\n"
+    "  for f = 1, nfresh do\n"
+    "    local e = fresh[f]\n"
+    "    if not cutms or tsn[e] >= cutms then\n"
+    "      local k = at[e]\n"
+    "      local day, r = ARGV[k + 6], ARGV[k + 5]\n"
+    "      local fld = 'n:' .. day .. ':' .. ARGV[k + 2]\n"
+    "      dn[fld] = (dn[fld] or 0) + 1\n"
+    "      if r ~= '' then\n"
+    "        fld = 'r:' .. day\n"
+    "        dr[fld] = (dr[fld] or 0) + tonumber(r)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  for fld, c in pairs(dn) do redis.call('HINCRBY', KEYS[DAILY], fld, c) end\n"
+    "  for fld, v in pairs(dr) do\n"
+    "    -- pcall: a sum past a double's range keeps the day's old value\n"
+    "    redis.pcall('HINCRBYFLOAT', KEYS[DAILY], fld, string.format('%.17g', v))\n"
+    "  end\n"
+    "end\n"
     "return { 'ok', nfresh, dups }\n";
 
 /* Merge step 1, on the loser. */
@@ -399,17 +493,19 @@ const char prf_lua_tombstone[] = PRF_LUA_PRELUDE
     "  redis.call('HGETALL', KEYS[MAIN]),\n"
     "  redis.call('HGETALL', KEYS[TRAIT_TS]),\n"
     "  redis.call('ZRANGE', KEYS[TIMELINE], 0, -1),\n"
-    "  redis.call('ZRANGE', KEYS[SEEN], 0, -1, 'WITHSCORES') }\n";
+    "  redis.call('ZRANGE', KEYS[SEEN], 0, -1, 'WITHSCORES'),\n"
+    "  redis.call('HGETALL', KEYS[DAILY]) }\n";
 
 /* Merge step 2, on the survivor. */
 const char prf_lua_fold[] = PRF_LUA_PRELUDE PRF_LUA_MERGE
     "-- merge step 2, on the survivor: ARGV = loser, seen cutoff, timeline\n"
-    "-- length, then the loser's snapshot. Exactly once per loser: the folded\n"
-    "-- fields are checked and extended in the same script as the merge.\n"
+    "-- length, daily retention, daily trim step, then the loser's snapshot.\n"
+    "-- Exactly once per loser: the folded fields are checked and extended in\n"
+    "-- the same script as the merge.\n"
     "local into = redis.call('HGET', KEYS[MAIN], 'merged_into')\n"
     "if into then return { 'redirect', into } end\n"
     "if redis.call('HEXISTS', KEYS[MAIN], 'f:' .. ARGV[1]) == 1 then return { 'already' } end\n"
-    "local i = 4\n"
+    "local i = 6\n"
     "local s = { total = ARGV[i], first = ARGV[i + 1], last = ARGV[i + 2], revenue = ARGV[i + 3] }\n"
     "i = i + 4\n"
     "s.traits, i = groups(i, 4)\n"
@@ -419,6 +515,9 @@ const char prf_lua_fold[] = PRF_LUA_PRELUDE PRF_LUA_MERGE
     "s.ids, i = singles(i)\n"
     "s.seen, i = groups(i, 2)\n"
     "s.folded, i = singles(i)\n"
+    "s.dcounts, i = groups(i, 3)\n"
+    "s.drev, i = groups(i, 2)\n"
+    "s.keep, s.step = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "s.folded[#s.folded + 1] = ARGV[1]\n"
     "local fields, at = merge_fields(s)\n"
     "merge(s, tonumber(ARGV[3]), bulk('HMGET', KEYS[MAIN], nil, fields, 1), at)\n"
@@ -430,6 +529,6 @@ const char prf_lua_strip[] = PRF_LUA_PRELUDE
     "-- merge step 3, on the loser: drops its data, keeps the tombstone.\n"
     "local into = redis.call('HGET', KEYS[MAIN], 'merged_into')\n"
     "if not into then return 0 end\n"
-    "for k = MAIN, SEEN do redis.call('DEL', KEYS[k]) end\n"
+    "for k = MAIN, DAILY do redis.call('DEL', KEYS[k]) end\n"
     "redis.call('HSET', KEYS[MAIN], 'merged_into', into)\n"
     "return 1\n";

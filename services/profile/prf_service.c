@@ -21,6 +21,8 @@ enum {
     PRF_DEFAULT_VIEW_TIMELINE = 20,
     PRF_DEFAULT_LOOKUP_TIMEOUT_MS = 2000,
     PRF_MAX_LOOKUP_TIMEOUT_MS = 60000,
+    PRF_DEFAULT_DAILY_RETENTION_DAYS = 400,
+    PRF_MAX_DAILY_RETENTION_DAYS = 100 * 366,
 };
 
 int prf_config_read(prf_config *c)
@@ -32,7 +34,9 @@ int prf_config_read(prf_config *c)
         cdp_env_int("CDP_PROFILE_TIMELINE_DEFAULT_LIMIT", PRF_DEFAULT_VIEW_TIMELINE, 1,
                     PRF_MAX_TIMELINE_LIMIT, &c->timeline_default_limit) ||
         cdp_env_int("CDP_PROFILE_LOOKUP_TIMEOUT_MS", PRF_DEFAULT_LOOKUP_TIMEOUT_MS, 1,
-                    PRF_MAX_LOOKUP_TIMEOUT_MS, &c->lookup_timeout_ms))
+                    PRF_MAX_LOOKUP_TIMEOUT_MS, &c->lookup_timeout_ms) ||
+        cdp_env_int("CDP_PROFILE_DAILY_RETENTION_DAYS", PRF_DEFAULT_DAILY_RETENTION_DAYS, 0,
+                    PRF_MAX_DAILY_RETENTION_DAYS, &c->daily_retention_days))
         return -1;
     c->identity_addr = cdp_env_str("CDP_IDENTITY_ADDR", "127.0.0.1:50052");
     return 0;
@@ -44,6 +48,7 @@ prf_fold_opts prf_svc_fold_opts(const prf_svc *ps, int64_t now_ms)
         .timeline_len = (size_t)ps->cfg.timeline_len,
         .now_ms = now_ms,
         .seen_cutoff_ms = now_ms - ps->cfg.dedup_window_s * PRF_MS_PER_S,
+        .daily_retention_days = ps->cfg.daily_retention_days,
     };
     return o;
 }
@@ -84,9 +89,10 @@ int prf_service_init(cdp_service *svc)
                                    sizeof(bindings) / sizeof(bindings[0]), ps) != 0)
         return -1;
     prf__metrics_help();
-    cdp_log(CDP_LOG_INFO, "profile configured", "{s:I,s:I,s:s}", "timeline_length",
+    cdp_log(CDP_LOG_INFO, "profile configured", "{s:I,s:I,s:I,s:s}", "timeline_length",
             (json_int_t)ps->cfg.timeline_len, "dedup_window_s", (json_int_t)ps->cfg.dedup_window_s,
-            "identity", ps->cfg.identity_addr);
+            "daily_retention_days", (json_int_t)ps->cfg.daily_retention_days, "identity",
+            ps->cfg.identity_addr);
     return 0;
 }
 

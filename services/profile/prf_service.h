@@ -7,6 +7,7 @@
  *   CDP_PROFILE_DEDUP_WINDOW_S           seen message ids kept for  604800
  *   CDP_PROFILE_TIMELINE_DEFAULT_LIMIT   GetProfile timeline_limit 0 20
  *   CDP_PROFILE_LOOKUP_TIMEOUT_MS        identity Lookup deadline   2000
+ *   CDP_PROFILE_DAILY_RETENTION_DAYS     daily buckets kept (0 all) 400
  *   CDP_IDENTITY_ADDR                    identity service           127.0.0.1:50052 */
 #ifndef PRF_SERVICE_H
 #define PRF_SERVICE_H
@@ -30,6 +31,7 @@ typedef struct {
     int64_t dedup_window_s;
     int64_t timeline_default_limit;
     int64_t lookup_timeout_ms;
+    int64_t daily_retention_days;
     const char *identity_addr;
 } prf_config;
 

@@ -25,10 +25,11 @@
 #include "prf_lua.h"
 #include "prf_view.h"
 
-enum { T_TL_LEN = 5, T_NOW = 1700000000000, T_WINDOW = 604800000 };
+enum { T_TL_LEN = 5, T_NOW = 1700000000000, T_WINDOW = 604800000, T_RETENTION = 30 };
 #define T_REVENUE_EPS 1e-6
+#define T_DAY PRF_MS_PER_DAY
 
-static const prf_fold_opts t_opts = { T_TL_LEN, T_NOW, T_NOW - T_WINDOW };
+static const prf_fold_opts t_opts = { T_TL_LEN, T_NOW, T_NOW - T_WINDOW, T_RETENTION };
 
 /* ================================================================ events */
 
@@ -109,6 +110,20 @@ static int t_cmp_seen(const void *a, const void *b)
     return strcmp(((const prf_seen *)a)->message_id, ((const prf_seen *)b)->message_id);
 }
 
+static int t_cmp_day_count(const void *a, const void *b)
+{
+    const prf_day_count *x = a, *y = b;
+    if (x->day != y->day)
+        return x->day < y->day ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int t_cmp_day_revenue(const void *a, const void *b)
+{
+    const prf_day_revenue *x = a, *y = b;
+    return (x->day > y->day) - (x->day < y->day);
+}
+
 /* qsort, which must not be given the NULL array of an empty list. */
 static void t_sort(void *v, size_t n, size_t size, int (*cmp)(const void *, const void *))
 {
@@ -126,6 +141,8 @@ static void t_canon(prf_profile *p)
     t_sort(p->ids, p->n_ids, sizeof(*p->ids), t_cmp_str);
     t_sort(p->seen, p->n_seen, sizeof(*p->seen), t_cmp_seen);
     t_sort(p->folded, p->n_folded, sizeof(*p->folded), t_cmp_str);
+    t_sort(p->day_counts, p->n_day_counts, sizeof(*p->day_counts), t_cmp_day_count);
+    t_sort(p->day_revenue, p->n_day_revenue, sizeof(*p->day_revenue), t_cmp_day_revenue);
 }
 
 static void t_assert_same(prf_profile *a, prf_profile *b)
@@ -174,13 +191,24 @@ static void t_assert_same(prf_profile *a, prf_profile *b)
     assert_int_equal(a->n_folded, b->n_folded);
     for (size_t i = 0; i < a->n_folded; i++)
         assert_string_equal(a->folded[i], b->folded[i]);
+    assert_int_equal(a->n_day_counts, b->n_day_counts);
+    for (size_t i = 0; i < a->n_day_counts; i++) {
+        assert_int_equal(a->day_counts[i].day, b->day_counts[i].day);
+        assert_string_equal(a->day_counts[i].name, b->day_counts[i].name);
+        assert_int_equal(a->day_counts[i].n, b->day_counts[i].n);
+    }
+    assert_int_equal(a->n_day_revenue, b->n_day_revenue);
+    for (size_t i = 0; i < a->n_day_revenue; i++) {
+        assert_int_equal(a->day_revenue[i].day, b->day_revenue[i].day);
+        assert_true(fabs(a->day_revenue[i].revenue - b->day_revenue[i].revenue) < T_REVENUE_EPS);
+    }
 }
 
 /* A deep copy (merge into an empty profile keeps everything). */
 static void t_copy(prf_profile *dst, const prf_profile *src)
 {
     prf_profile_init(dst);
-    assert_int_equal(prf_profile_merge(dst, src, src->n_timeline + 1), PRF_OK);
+    assert_int_equal(prf_profile_merge(dst, src, src->n_timeline + 1, 0), PRF_OK);
     if (src->merged_into)
         assert_int_equal(prf_profile_set_merged_into(dst, src->merged_into), PRF_OK);
 }
@@ -376,8 +404,8 @@ static void test_merge_two_snapshots(void **state)
     prf_profile ab, ba;
     t_copy(&ab, &a);
     t_copy(&ba, &b);
-    assert_int_equal(prf_profile_merge(&ab, &b, T_TL_LEN), PRF_OK);
-    assert_int_equal(prf_profile_merge(&ba, &a, T_TL_LEN), PRF_OK);
+    assert_int_equal(prf_profile_merge(&ab, &b, T_TL_LEN, T_RETENTION), PRF_OK);
+    assert_int_equal(prf_profile_merge(&ba, &a, T_TL_LEN, T_RETENTION), PRF_OK);
     assert_int_equal(ab.total, 4);
     assert_int_equal(prf_profile_count(&ab, "Order Completed"), 2);
     assert_int_equal(prf_profile_count(&ab, "identify"), 2);
@@ -456,6 +484,111 @@ static void test_fold_carries_transitive_folds(void **state)
     assert_int_equal(prf_profile_fold(&c, "A", &empty, &t_opts), PRF_FOLD_ALREADY);
     prf_profile_clear(&b);
     prf_profile_clear(&c);
+    for (int i = 0; i < 4; i++)
+        t_event_free(&ev[i]);
+}
+
+/* Days and the retention cut, at their edges. */
+static void test_daily_day_and_cut(void **state)
+{
+    (void)state;
+    assert_int_equal(prf_day_of(0), 0);
+    assert_int_equal(prf_day_of(T_DAY - 1), 0);
+    assert_int_equal(prf_day_of(T_DAY), 1);
+    assert_int_equal(prf_day_of(-1), -1);            /* 1969-12-31 */
+    assert_int_equal(prf_day_of(-T_DAY), -1);
+    assert_int_equal(prf_day_of(-T_DAY - 1), -2);
+    assert_int_equal(prf_day_of(INT64_C(1700000000000)), 19675);
+    assert_int_equal(PRF_DAILY_TRIM_STEP_DAYS, 16);  /* the values below assume it */
+    assert_int_equal(prf_daily_cut(100, 30), 96 - 30 + 1);
+    assert_int_equal(prf_daily_cut(95, 30), 80 - 30 + 1);
+    assert_int_equal(prf_daily_cut(96, 30), 96 - 30 + 1);
+    assert_int_equal(prf_daily_cut(-1, 30), -16 - 30 + 1);
+    assert_int_equal(prf_daily_cut(100, 0), PRF_DAY_NONE);
+    assert_int_equal(prf_daily_cut(PRF_DAY_NONE, 30), PRF_DAY_NONE);
+    /* at least the retention is kept, at most step - 1 days more */
+    for (int64_t d = -40; d < 40; d++) {
+        assert_true(prf_daily_cut(d, 30) <= d - 30 + 1);
+        assert_true(prf_daily_cut(d, 30) >= d - 30 - PRF_DAILY_TRIM_STEP_DAYS + 2);
+    }
+}
+
+/* Per-day counts and revenue, replays, and the retention cut as the newest
+ * day moves (T_RETENTION = 30 days). */
+static void test_daily_buckets(void **state)
+{
+    (void)state;
+    t_event ev[7];
+    t_event_make(&ev[0], "d1", 100 * T_DAY + 5, "Order Completed", "web");
+    ev[0].d.has_revenue = 1;
+    ev[0].d.revenue = 10;
+    t_event_make(&ev[1], "d2", 100 * T_DAY + 1000, "Order Completed", "");
+    ev[1].d.has_revenue = 1;
+    ev[1].d.revenue = 2.5;
+    t_event_make(&ev[2], "d3", 100 * T_DAY - 1, "page", "");
+    t_event_make(&ev[3], "d4", 66 * T_DAY, "page", "");       /* before the cut 67 */
+    t_event_make(&ev[4], "d5", 67 * T_DAY, "page", "");       /* the first day kept */
+    t_event_make(&ev[5], "d6", 112 * T_DAY, "page", "");      /* cut moves to 83 */
+    t_event_make(&ev[6], "d7", 100 * T_DAY + 7, "Signed Up", "");
+    ev[6].d.has_revenue = 1;                                  /* 0 still makes a bucket */
+    prf_profile p;
+    prf_profile_init(&p);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(prf_profile_apply(&p, &ev[i].d, &t_opts), PRF_APPLIED);
+    assert_int_equal(prf_profile_apply(&p, &ev[0].d, &t_opts), PRF_DUPLICATE);
+    assert_int_equal(prf_profile_day_count(&p, 100, "Order Completed"), 2);
+    assert_int_equal(prf_profile_day_count(&p, 99, "page"), 1);
+    assert_int_equal(prf_profile_day_count(&p, 100, "page"), 0);
+    assert_true(fabs(prf_profile_day_revenue(&p, 100)->revenue - 12.5) < T_REVENUE_EPS);
+    assert_null(prf_profile_day_revenue(&p, 99));
+    assert_int_equal(p.n_day_counts, 2);
+    /* an event before the cut counts in the totals, not in the buckets */
+    assert_int_equal(prf_profile_apply(&p, &ev[3].d, &t_opts), PRF_APPLIED);
+    assert_int_equal(prf_profile_apply(&p, &ev[4].d, &t_opts), PRF_APPLIED);
+    assert_int_equal(prf_profile_count(&p, "page"), 3);
+    assert_int_equal(prf_profile_day_count(&p, 66, "page"), 0);
+    assert_int_equal(prf_profile_day_count(&p, 67, "page"), 1);
+    assert_int_equal(prf_profile_apply(&p, &ev[6].d, &t_opts), PRF_APPLIED);
+    assert_int_equal(prf_profile_day_count(&p, 100, "Signed Up"), 1);
+    assert_true(fabs(prf_profile_day_revenue(&p, 100)->revenue - 12.5) < T_REVENUE_EPS);
+    /* the newest day moves to 112: day 67 goes, 99 and 100 stay */
+    assert_int_equal(prf_profile_apply(&p, &ev[5].d, &t_opts), PRF_APPLIED);
+    assert_int_equal(prf_profile_day_count(&p, 67, "page"), 0);
+    assert_int_equal(prf_profile_day_count(&p, 99, "page"), 1);
+    assert_int_equal(prf_profile_day_count(&p, 112, "page"), 1);
+    assert_int_equal(p.n_day_counts, 4);
+    assert_int_equal(p.n_day_revenue, 1);
+    /* without retention every day stays */
+    prf_fold_opts all = t_opts;
+    all.daily_retention_days = 0;
+    prf_profile q;
+    prf_profile_init(&q);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(prf_profile_apply(&q, &ev[i].d, &all), PRF_APPLIED);
+    assert_int_equal(prf_profile_day_count(&q, 66, "page"), 1);
+    assert_int_equal(prf_profile_day_count(&q, 67, "page"), 1);
+    assert_int_equal(q.n_day_counts, 6);
+    prf_profile_clear(&p);
+    prf_profile_clear(&q);
+    for (int i = 0; i < 7; i++)
+        t_event_free(&ev[i]);
+}
+
+/* A fold sums the loser's buckets into the survivor's, once. */
+static void test_daily_fold_sums_once(void **state)
+{
+    (void)state;
+    t_event ev[4];
+    prf_profile loser, survivor;
+    t_two_profiles(&loser, &survivor, ev);   /* every event on day 0 */
+    prf_profile_tombstone(&loser, "S");
+    assert_int_equal(prf_profile_fold(&survivor, "L", &loser, &t_opts), PRF_FOLD_DONE);
+    assert_int_equal(prf_profile_fold(&survivor, "L", &loser, &t_opts), PRF_FOLD_ALREADY);
+    assert_int_equal(prf_profile_day_count(&survivor, 0, "identify"), 2);
+    assert_int_equal(prf_profile_day_count(&survivor, 0, "Order Completed"), 2);
+    assert_true(fabs(prf_profile_day_revenue(&survivor, 0)->revenue - 42.25) < T_REVENUE_EPS);
+    prf_profile_clear(&loser);
+    prf_profile_clear(&survivor);
     for (int i = 0; i < 4; i++)
         t_event_free(&ev[i]);
 }
@@ -720,6 +853,7 @@ static void test_encodings(void **state)
     assert_int_equal(prf_keys_init(&k, "abc"), PRF_OK);
     assert_string_equal(k.v[PRF_KEY_MAIN], "cdp:prf:{p:abc}");
     assert_string_equal(k.v[PRF_KEY_SEEN], "cdp:prf:{p:abc}:seen");
+    assert_string_equal(k.v[PRF_KEY_DAILY], "cdp:prf:{p:abc}:daily");
     /* every key carries the same hash tag */
     for (int i = 0; i < PRF_KEY_COUNT; i++) {
         assert_int_equal(strncmp(k.v[i], "cdp:prf:{p:abc}", strlen("cdp:prf:{p:abc}")), 0);
@@ -778,7 +912,7 @@ static void test_view_build(void **state)
     t_event ev[4];
     prf_profile a, b;
     t_two_profiles(&a, &b, ev);
-    assert_int_equal(prf_profile_merge(&a, &b, T_TL_LEN), PRF_OK);
+    assert_int_equal(prf_profile_merge(&a, &b, T_TL_LEN, T_RETENTION), PRF_OK);
     assert_int_equal(prf_profile_add_folded(&a, "zz"), PRF_OK);
     assert_int_equal(prf_profile_add_folded(&a, "B"), PRF_OK);
     Cdp__V1__ProfileView *v = prf_view_build(&a, "A", 3);
@@ -971,8 +1105,7 @@ static void t_apply_both(prf_profile *models, const char *const *names, size_t n
     while (cn > 0) {
         prf_args a;
         prf_args_init(&a);
-        assert_int_equal(prf_args_apply_header(&a, o->now_ms, o->seen_cutoff_ms,
-                                               o->timeline_len, cn), PRF_OK);
+        assert_int_equal(prf_args_apply_header(&a, o, cn), PRF_OK);
         for (size_t i = 0; i < cn; i++)
             assert_int_equal(prf_args_add_delta(&a, &cur[i]->d), PRF_OK);
         redisReply *r = t_eval(prf_lua_apply, target, &a);
@@ -1141,7 +1274,7 @@ static int t_merge(t_world *w, const char *loser, const char *survivor, int cras
     char *target = strdup(snap.merged_into);
     while (crash_after >= 2) {
         prf_args_init(&a);
-        prf_args_fold(&a, loser, o->seen_cutoff_ms, o->timeline_len, &snap);
+        prf_args_fold(&a, loser, o, &snap);
         r = t_eval(prf_lua_fold, target, &a);
         prf_args_free(&a);
         assert_int_equal(prf_reply_fold(r, &st, &into, err, sizeof(err)), 0);
@@ -1313,6 +1446,130 @@ static void test_lua_large_batch_and_fold(void **state)
     free(batch);
 }
 
+/* The daily hash as the segmentation service reads it: the raw fields
+ * (key name, field names, number formats), replays, the retention cut and
+ * folds, each also checked against the C model. */
+static char *t_daily_get(const char *master, const char *field)
+{
+    prf_keys k;
+    assert_int_equal(prf_keys_init(&k, master), PRF_OK);
+    redisReply *r = redisCommand(t_redis, "HGET %s %s", k.v[PRF_KEY_DAILY], field);
+    prf_keys_free(&k);
+    assert_non_null(r);
+    char *v = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return v;
+}
+
+static void t_daily_expect(const char *master, const char *field, const char *want)
+{
+    char *v = t_daily_get(master, field);
+    if (!want) {
+        if (v)
+            fail_msg("%s %s: want no field, got %s", master, field, v);
+        return;
+    }
+    if (!v)
+        fail_msg("%s %s: want %s, got no field", master, field, want);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+static long long t_daily_len(const char *master)
+{
+    redisReply *r = redisCommand(t_redis, "HLEN cdp:prf:{p:%s}:daily", master);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+enum { T_D0 = 19675 };   /* the day of T_NOW */
+
+static void test_lua_daily_contract(void **state)
+{
+    (void)state;
+    t_need_redis();
+    const char *names[] = { "D", "D2", "D3", "D4", "N" };
+    prf_profile models[5];
+    for (int i = 0; i < 5; i++)
+        prf_profile_init(&models[i]);
+    t_world w = { models, names, 5 };
+    t_event ev[10];
+    t_event_make(&ev[0], "o1", T_D0 * T_DAY + 1000, "Order Completed", "web");
+    ev[0].d.has_revenue = 1;
+    ev[0].d.revenue = 19.5;
+    t_event_make(&ev[1], "o2", T_D0 * T_DAY + 2000, "Order Completed", "");
+    ev[1].d.has_revenue = 1;
+    ev[1].d.revenue = 0.25;
+    t_event_make(&ev[2], "o3", T_D0 * T_DAY - 1, "page", "");
+    t_event_make(&ev[3], "o4", T_D0 * T_DAY + 3000, "Order Completed", "");
+    ev[3].d.has_revenue = 1;
+    ev[3].d.revenue = 0.25;
+    t_event_make(&ev[4], "o5", (T_D0 + 40) * T_DAY, "page", "");   /* cut -> 19683 */
+    t_event_make(&ev[5], "o6", (T_D0 - 75) * T_DAY, "page", "");   /* before the cut */
+    t_event_make(&ev[6], "n1", -1, "page", "");                    /* day -1 */
+    t_event_make(&ev[7], "x1", (T_D0 + 40) * T_DAY + 9, "page", "");
+    t_event_make(&ev[8], "y1", (T_D0 - 5) * T_DAY, "page", "");
+    t_event_make(&ev[9], "y2", (T_D0 + 85) * T_DAY, "Signed Up", "");
+    /* one script: two orders the same day fold into one bucket; a repeat
+     * in the batch and a replay in the next one add nothing */
+    t_event *b1[] = { &ev[0], &ev[1], &ev[2], &ev[0] };
+    t_apply_both(models, names, 5, "D", b1, 4, &t_opts);
+    t_event *b2[] = { &ev[1], &ev[3] };
+    t_apply_both(models, names, 5, "D", b2, 2, &t_opts);
+    t_daily_expect("D", "n:19675:Order Completed", "3");
+    t_daily_expect("D", "r:19675", "20");              /* 19.5 + 0.25 + 0.25 */
+    t_daily_expect("D", "n:19674:page", "1");
+    t_daily_expect("D", "r:19674", NULL);
+    assert_int_equal(t_daily_len("D"), 3);
+    t_event *bn[] = { &ev[6] };
+    t_apply_both(models, names, 5, "N", bn, 1, &t_opts);
+    t_daily_expect("N", "n:-1:page", "1");
+    t_assert_world(&w);
+    /* the newest day moves 40 days on: the cut (floor(19715 / 16) * 16 - 29
+     * = 19683) drops every bucket so far; an event before it counts in the
+     * totals only */
+    t_event *b3[] = { &ev[4], &ev[5] };
+    t_apply_both(models, names, 5, "D", b3, 2, &t_opts);
+    t_daily_expect("D", "n:19675:Order Completed", NULL);
+    t_daily_expect("D", "r:19675", NULL);
+    t_daily_expect("D", "n:19600:page", NULL);
+    t_daily_expect("D", "n:19715:page", "1");
+    assert_int_equal(t_daily_len("D"), 1);
+    assert_int_equal(models[0].total, 6);
+    t_assert_world(&w);
+    /* folds: D2 (same day as D) crashes after step 1, then folds once */
+    t_event *b4[] = { &ev[7] };
+    t_apply_both(models, names, 5, "D2", b4, 1, &t_opts);
+    assert_int_equal(t_merge(&w, "D2", "D", 1, &t_opts), 0);
+    assert_int_equal(t_merge(&w, "D2", "D", 2, &t_opts), 1);
+    assert_int_equal(t_merge(&w, "D2", "D", 3, &t_opts), 0);
+    t_daily_expect("D", "n:19715:page", "2");
+    t_daily_expect("D2", "n:19715:page", NULL);
+    t_assert_world(&w);
+    /* D3's bucket of day 19670 is within its own retention but before D's
+     * cut: the fold does not carry it */
+    t_event *b5[] = { &ev[8] };
+    t_apply_both(models, names, 5, "D3", b5, 1, &t_opts);
+    t_daily_expect("D3", "n:19670:page", "1");
+    assert_int_equal(t_merge(&w, "D3", "D", 3, &t_opts), 1);
+    t_daily_expect("D", "n:19670:page", NULL);
+    t_daily_expect("D", "n:19715:page", "2");
+    /* D4's newest day (19760) moves D's cut to 19731 in the fold: D's
+     * 19715 goes */
+    t_event *b6[] = { &ev[9] };
+    t_apply_both(models, names, 5, "D4", b6, 1, &t_opts);
+    assert_int_equal(t_merge(&w, "D4", "D", 3, &t_opts), 1);
+    t_daily_expect("D", "n:19715:page", NULL);
+    t_daily_expect("D", "n:19760:Signed Up", "1");
+    assert_int_equal(t_daily_len("D"), 1);
+    t_assert_world(&w);
+    for (int i = 0; i < 5; i++)
+        prf_profile_clear(&models[i]);
+    for (int i = 0; i < 10; i++)
+        t_event_free(&ev[i]);
+}
+
 /* ---------------------------------------------- randomized agreement */
 
 enum { T_POOL = 120, T_MASTERS = 5, T_STEPS = 60, T_BATCH_MAX = 40 };
@@ -1335,7 +1592,10 @@ static void t_random_event(t_event *e, int k)
     static const char *tvals[] = { "\"a\"", "\"b\"", "3", "true", "null", "{\"x\":[1,2]}" };
     char mid[32];
     snprintf(mid, sizeof(mid), "m%03d", k);
-    t_event_make(e, mid, 1000 * (int64_t)t_rand(20), names[t_rand(4)], chans[t_rand(4)]);
+    /* days -20..59: the retention cut (T_RETENTION) moves several times */
+    int64_t day = (int64_t)t_rand(80) - 20;
+    t_event_make(e, mid, day * T_DAY + 1000 * (int64_t)t_rand(20), names[t_rand(4)],
+                 chans[t_rand(4)]);
     snprintf(e->master, sizeof(e->master), "P%u", t_rand(T_MASTERS));
     if (strcmp(e->name, "identify") == 0) {
         unsigned nt = t_rand(4);
@@ -1440,6 +1700,9 @@ int main(void)
         cmocka_unit_test(test_merge_two_snapshots),
         cmocka_unit_test(test_fold_exactly_once),
         cmocka_unit_test(test_fold_carries_transitive_folds),
+        cmocka_unit_test(test_daily_day_and_cut),
+        cmocka_unit_test(test_daily_buckets),
+        cmocka_unit_test(test_daily_fold_sums_once),
         cmocka_unit_test(test_event_track),
         cmocka_unit_test(test_event_identify_traits),
         cmocka_unit_test(test_event_message_channel),
@@ -1454,6 +1717,7 @@ int main(void)
         cmocka_unit_test(test_lua_fold_exactly_once),
         cmocka_unit_test(test_lua_fold_seen_keeps_latest),
         cmocka_unit_test(test_lua_large_batch_and_fold),
+        cmocka_unit_test(test_lua_daily_contract),
         cmocka_unit_test(test_lua_random_agreement),
     };
     int failed = cmocka_run_group_tests_name("profile_fold", pure, NULL, NULL);
