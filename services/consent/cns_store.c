@@ -1,0 +1,84 @@
+/* cns_store: keys, script registration and reply status (see cns_store.h). */
+#include "cns_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cns_lua.h"
+
+static const char *const cns__key_fmt[CNS_KEY_COUNT] = {
+    [CNS_KEY_CONSENT] = "cdp:cns:{p:%s}",
+    [CNS_KEY_AUDIT] = "cdp:cns:{p:%s}:audit",
+    [CNS_KEY_PROFILE] = "cdp:prf:{p:%s}",
+    [CNS_KEY_SEEN] = "cdp:cns:{p:%s}:seen",
+};
+
+int cns_keys_init(cns_keys *k, const char *master)
+{
+    size_t total = 0, mlen = strlen(master);
+    for (int i = 0; i < CNS_KEY_COUNT; i++)
+        total += strlen(cns__key_fmt[i]) + mlen; /* "%s" leaves room for the NUL */
+    char *buf = malloc(total);
+    if (!buf)
+        return -1;
+    for (int i = 0; i < CNS_KEY_COUNT; i++) {
+        size_t room = strlen(cns__key_fmt[i]) + mlen;
+        int n = snprintf(buf, room, cns__key_fmt[i], master);
+        k->v[i] = buf;
+        k->len[i] = (size_t)n;
+        buf += room;
+    }
+    return 0;
+}
+
+void cns_keys_free(cns_keys *k)
+{
+    free(k->v[0]);
+    k->v[0] = NULL;
+}
+
+int cns_store_init(cns_store *s, cdp_redis *r)
+{
+    memset(s, 0, sizeof(*s));
+    s->redis = r;
+    s->change = cdp_redis_script_add(r, "consent_change", cns_lua_change);
+    s->suppress = cdp_redis_script_add(r, "consent_suppress", cns_lua_suppress);
+    s->list = cdp_redis_script_add(r, "consent_list", cns_lua_list);
+    return (s->change && s->suppress && s->list) ? 0 : -1;
+}
+
+/* Error replies that say "try again later" rather than "this is wrong". */
+static int cns__transient(const char *s)
+{
+    static const char *const prefixes[] = { "LOADING", "BUSY", "OOM", "TRYAGAIN",
+                                            "CLUSTERDOWN", "MASTERDOWN", "READONLY" };
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+grpc_status_code cns_store_status(const redisReply *reply, const char *err, char *msg,
+                                  size_t msglen)
+{
+    static const char unavailable[] = "redis unavailable";
+    if (err || !reply) {
+        const char *why = err ? err : "no reply";
+        if (strncmp(why, unavailable, sizeof(unavailable) - 1) == 0)
+            snprintf(msg, msglen, "%s", why);
+        else
+            snprintf(msg, msglen, "%s: %s", unavailable, why);
+        return GRPC_STATUS_UNAVAILABLE;
+    }
+    if (reply->type != REDIS_REPLY_ERROR) {
+        msg[0] = '\0';
+        return GRPC_STATUS_OK;
+    }
+    if (cns__transient(reply->str)) {
+        snprintf(msg, msglen, "%s: %s", unavailable, reply->str);
+        return GRPC_STATUS_UNAVAILABLE;
+    }
+    snprintf(msg, msglen, "redis error: %s", reply->str);
+    return GRPC_STATUS_INTERNAL;
+}
