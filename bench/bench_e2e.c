@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bench_driver.h"
+#include "bench_e2e.h"
 #include "bench_ingest.h"
 #include "bench_modes.h"
 #include "bench_watch.h"
@@ -24,43 +25,31 @@ enum {
 };
 #define NS_PER_S 1e9
 
-typedef struct {
-    uv_loop_t *loop;
-    bench_ingest in;
-    bench_watch *watch;
-    bench_drive_result drive;
-    uint64_t t_acked_ns, t_visible_ns;
-    int visible_ok;
-} e2e_run;
 
 /* ------------------------------------------------------------------ seeding */
 
 static void e2e_on_accepted(void *ud, uint64_t event_seq, uint64_t t_start_ns, uint64_t t_ack_ns) {
     (void)t_start_ns;
     (void)t_ack_ns;
-    e2e_run *r = ud;
+    bench_seed *r = ud;
     bench_watch_expect(r->watch, bench_gen_person_of(&r->in.gen, event_seq), 1);
 }
 
 static void e2e_visible(void *ud, int ok) {
-    e2e_run *r = ud;
+    bench_seed *r = ud;
     r->t_visible_ns = uv_hrtime();
     r->visible_ok = ok;
     uv_stop(r->loop);
 }
 
 static void e2e_acked(void *ud) {
-    e2e_run *r = ud;
+    bench_seed *r = ud;
     r->t_acked_ns = uv_hrtime();
     bench_watch_start(r->watch, e2e_visible, r);
 }
 
-/* Sends o->events events for o->people persons and waits for their
- * profiles. Returns 0 when both phases ran (r->visible_ok tells whether the
- * profiles caught up in time), -1 when they could not start. The caller
- * frees r with e2e_run_free. */
-static int e2e_run_seed(uv_loop_t *loop, cdp_rpc_channel *ingestion, cdp_rpc_channel *profile,
-                        const bench_opts *o, e2e_run *r) {
+int bench_seed_run(uv_loop_t *loop, cdp_rpc_channel *ingestion, cdp_rpc_channel *profile,
+                        const bench_opts *o, bench_seed *r) {
     memset(r, 0, sizeof(*r));
     r->loop = loop;
     if (bench_ingest_init(&r->in, o->run_id, o->people, 0, o->batch) != 0)
@@ -90,10 +79,21 @@ static int e2e_run_seed(uv_loop_t *loop, cdp_rpc_channel *ingestion, cdp_rpc_cha
     return 0;
 }
 
-static void e2e_run_free(e2e_run *r) {
+void bench_seed_free(bench_seed *r) {
     bench_watch_free(r->watch);
     bench_drive_result_free(&r->drive);
     bench_ingest_free(&r->in);
+}
+
+uint32_t bench_seed_master_ids(const bench_seed *r, char ***ids) {
+    uint32_t people = r->in.gen.people, n = 0;
+    *ids = calloc(people, sizeof(**ids));
+    for (uint32_t p = 0; *ids && p < people; p++) {
+        const char *id = bench_watch_master_id(r->watch, p);
+        if (id[0] && ((*ids)[n] = strdup(id)))
+            n++;
+    }
+    return n;
 }
 
 static double e2e_span_s(uint64_t from, uint64_t to) {
@@ -105,8 +105,8 @@ static double e2e_span_s(uint64_t from, uint64_t to) {
 int bench_mode_e2e(uv_loop_t *loop, const bench_opts *o) {
     cdp_rpc_channel *ing = cdp_rpc_channel_new(loop, o->target, NULL);
     cdp_rpc_channel *prf = cdp_rpc_channel_new(loop, o->profile_target, NULL);
-    e2e_run r;
-    int rc = e2e_run_seed(loop, ing, prf, o, &r);
+    bench_seed r;
+    int rc = bench_seed_run(loop, ing, prf, o, &r);
     uint64_t t0 = r.drive.t_first_ns;
     double total_s = e2e_span_s(t0, r.t_visible_ns);
     double ack_s = e2e_span_s(t0, r.t_acked_ns);
@@ -127,7 +127,7 @@ int bench_mode_e2e(uv_loop_t *loop, const bench_opts *o) {
                  r.watch ? bench_watch_remaining(r.watch) : o->people, r.drive.first_error,
                  r.in.first_reject);
     rc = rc || !r.visible_ok || accepted == 0;
-    e2e_run_free(&r);
+    bench_seed_free(&r);
     cdp_rpc_channel_close(ing);
     cdp_rpc_channel_close(prf);
     return rc;
@@ -162,15 +162,8 @@ static int getprofile_check(void *ud, uint64_t seq, const ProtobufCMessage *resp
 }
 
 /* Copies the master ids the watcher saw. Returns how many, 0 on failure. */
-static uint32_t getprofile_collect(const e2e_run *r, getprofile_work *g) {
-    uint32_t people = r->in.gen.people;
-    g->ids = calloc(people, sizeof(*g->ids));
-    g->n = 0;
-    for (uint32_t p = 0; g->ids && p < people; p++) {
-        const char *id = bench_watch_master_id(r->watch, p);
-        if (id[0] && (g->ids[g->n] = strdup(id)))
-            g->n++;
-    }
+static uint32_t getprofile_collect(const bench_seed *r, getprofile_work *g) {
+    g->n = bench_seed_master_ids(r, &g->ids);
     return g->n;
 }
 
@@ -189,13 +182,13 @@ static void getprofile_report(const getprofile_work *g, bench_drive_result *d, c
 int bench_mode_getprofile(uv_loop_t *loop, const bench_opts *o) {
     cdp_rpc_channel *ing = cdp_rpc_channel_new(loop, o->target, NULL);
     cdp_rpc_channel *prf = cdp_rpc_channel_new(loop, o->profile_target, NULL);
-    e2e_run r;
+    bench_seed r;
     getprofile_work g;
     memset(&g, 0, sizeof(g));
     bench_drive_result d;
     memset(&d, 0, sizeof(d));
     int rc = 1;
-    if (e2e_run_seed(loop, ing, prf, o, &r) != 0 || !r.visible_ok) {
+    if (bench_seed_run(loop, ing, prf, o, &r) != 0 || !r.visible_ok) {
         getprofile_report(&g, &d, "seeding: profiles did not reflect the seed events; ");
     } else if (getprofile_collect(&r, &g) == 0) {
         getprofile_report(&g, &d, "seeding: no master id seen; ");
@@ -214,7 +207,7 @@ int bench_mode_getprofile(uv_loop_t *loop, const bench_opts *o) {
     for (uint32_t i = 0; i < g.n; i++)
         free(g.ids[i]);
     free(g.ids);
-    e2e_run_free(&r);
+    bench_seed_free(&r);
     cdp_rpc_channel_close(ing);
     cdp_rpc_channel_close(prf);
     return rc;

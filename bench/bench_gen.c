@@ -36,6 +36,7 @@ void bench_gen_init(bench_gen *g, const char *run, uint32_t people, uint32_t sam
     g->people = people ? people : 1;
     g->sample_every = sample_every;
     g->next_seq = 0;
+    g->sample_event = NULL;
 }
 
 int bench_batch_init(bench_batch *b, size_t cap) {
@@ -138,6 +139,8 @@ static void gen_event(const bench_gen *g, bench_event_slot *s, uint64_t seq, int
     s->ev.type = CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK;
     size_t kind = (size_t)(seq % GEN_N_NAMES);
     s->ev.event = (char *)gen_names[kind];
+    if (g->sample_event && bench_gen_is_sample(g, seq))
+        s->ev.event = (char *)g->sample_event;
     s->ev.channel = (char *)gen_channels[(seq / GEN_N_NAMES) % GEN_N_CHANNELS];
     s->ev.source = "bench";
     gen_identifiers(g, s, seq);

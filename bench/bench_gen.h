@@ -7,7 +7,9 @@
  * (user_id, an email, one of three anonymous ids), so that identity links
  * rather than creates after a person's first events. A sampled event
  * instead carries identifiers of a person of its own, used to time one
- * event from intake to its profile.
+ * event from intake to its profile (and, when sample_event is set, is a
+ * track event of that name, so that only sampled persons enter a segment
+ * defined on it).
  *
  * A bench_batch owns the storage of one IngestRequest and is refilled for
  * each call (the RPC client packs the request when the call starts). Pure:
@@ -32,6 +34,7 @@ typedef struct {
     uint32_t people;              /* distinct persons events spread over */
     uint32_t sample_every;        /* every n-th event is sampled; 0: none */
     uint64_t next_seq;            /* number of the next event */
+    const char *sample_event;     /* name of sampled events; NULL: the usual names */
 } bench_gen;
 
 typedef struct {

@@ -2,7 +2,8 @@
  *
  *   cdp-bench MODE [options]
  *
- * MODE is echo, ingest, e2e, latency, getprofile or redisprof (what each
+ * MODE is echo, ingest, e2e, latency, getprofile, redisprof, consent or
+ * webhook (what each
  * measures: bench_modes.h and bench/README.md). Every run is bounded:
  * issuing stops after --duration (or the fixed --events), waiting for
  * profiles stops after --timeout, and a watchdog ends the process past the
@@ -27,6 +28,10 @@
 #define BENCH_DEFAULT_INGESTION "127.0.0.1:50051"
 #define BENCH_DEFAULT_PROFILE "127.0.0.1:50053"
 #define BENCH_DEFAULT_REDIS "127.0.0.1:6379"
+#define BENCH_DEFAULT_SEGMENTATION "127.0.0.1:50054"
+#define BENCH_DEFAULT_CONSENT "127.0.0.1:50055"
+#define BENCH_DEFAULT_ACTIVATION "127.0.0.1:50056"
+#define BENCH_DEFAULT_LISTEN "127.0.0.1:51437"
 
 enum {
     DEFAULT_DURATION_S = 5,
@@ -40,6 +45,10 @@ enum {
     DEFAULT_TIMEOUT_S = 60,
     DEFAULT_POLL_MS = 2,
     DEFAULT_DEADLINE_MS = 10000,
+    DEFAULT_CHECKS = 100,
+    DEFAULT_WEBHOOK_RATE = 1000,
+    DEFAULT_WEBHOOK_SAMPLE_EVERY = 10,
+    MAX_CHECKS = 1000,
     MAX_BATCH = 2500,
     MAX_CONCURRENCY = 4096,
     MAX_DURATION_S = 600,
@@ -66,33 +75,40 @@ static const struct {
     {"echo", bench_mode_echo},       {"ingest", bench_mode_ingest},
     {"e2e", bench_mode_e2e},         {"latency", bench_mode_latency},
     {"getprofile", bench_mode_getprofile}, {"redisprof", bench_mode_redisprof},
+    {"consent", bench_mode_consent}, {"webhook", bench_mode_webhook},
 };
 
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: cdp-bench MODE [options]\n"
-            "modes: echo | ingest | e2e | latency | getprofile | redisprof\n"
+            "modes: echo | ingest | e2e | latency | getprofile | redisprof | consent | webhook\n"
             "  --target H:P        echo server (echo) or ingestion (others)\n"
-            "  --profile H:P       profile service (e2e, latency, getprofile)\n"
+            "  --profile H:P       profile service (e2e, latency, getprofile, consent)\n"
+            "  --consent H:P       consent service (consent)\n"
+            "  --segmentation H:P  segmentation service (webhook)\n"
+            "  --activation H:P    activation service (webhook)\n"
+            "  --listen H:P        webhook: where the webhook receiver listens (default %s)\n"
+            "  --checks N          consent: checks per CheckConsentBatch call (default %d)\n"
             "  --duration S        seconds of load (default %d)\n"
             "  --concurrency N     calls in flight at most (default %d)\n"
             "  --batch N           events per Ingest call (default %d; latency %d)\n"
             "  --people N          distinct persons (default %d)\n"
             "  --rate R            events/s offered (echo: calls/s); 0 = as fast as possible\n"
-            "                      (latency default %d)\n"
+            "                      (latency default %d, webhook %d)\n"
             "  --events N          e2e/getprofile: events to send (default %d)\n"
             "  --payload N         echo: payload bytes\n"
             "  --like ingest|getprofile  echo: payload sized like that request\n"
-            "  --sample-every N    latency: time every N-th event (default %d)\n"
+            "  --sample-every N    latency, webhook: time every N-th event (default %d, webhook %d)\n"
             "  --poll-ms N         latency: GetProfile poll interval (default %d)\n"
             "  --timeout S         wait for profiles at most (default %d)\n"
             "  --deadline-ms N     per call (default %d)\n"
             "  --run-id ID         prefix of generated ids ([a-z0-9], default random)\n"
             "  --redis H:P         redisprof: the Redis to profile\n"
             "  --phase start|report  redisprof: begin logging, or report and stop\n",
-            DEFAULT_DURATION_S, DEFAULT_CONCURRENCY, DEFAULT_BATCH, DEFAULT_LATENCY_BATCH,
-            DEFAULT_PEOPLE, DEFAULT_LATENCY_RATE, DEFAULT_EVENTS, DEFAULT_SAMPLE_EVERY,
-            DEFAULT_POLL_MS, DEFAULT_TIMEOUT_S, DEFAULT_DEADLINE_MS);
+            BENCH_DEFAULT_LISTEN, DEFAULT_CHECKS, DEFAULT_DURATION_S, DEFAULT_CONCURRENCY,
+            DEFAULT_BATCH, DEFAULT_LATENCY_BATCH, DEFAULT_PEOPLE, DEFAULT_LATENCY_RATE,
+            DEFAULT_WEBHOOK_RATE, DEFAULT_EVENTS, DEFAULT_SAMPLE_EVERY,
+            DEFAULT_WEBHOOK_SAMPLE_EVERY, DEFAULT_POLL_MS, DEFAULT_TIMEOUT_S, DEFAULT_DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ checks */
@@ -141,15 +157,21 @@ static void bench_defaults(bench_opts *o, const char *mode) {
     memset(o, 0, sizeof(*o));
     o->mode = mode;
     int echo = strcmp(mode, "echo") == 0, latency = strcmp(mode, "latency") == 0;
+    int webhook = strcmp(mode, "webhook") == 0;
     o->target = echo ? BENCH_DEFAULT_ECHO : BENCH_DEFAULT_INGESTION;
     o->profile_target = BENCH_DEFAULT_PROFILE;
     o->redis_target = BENCH_DEFAULT_REDIS;
+    o->consent_target = BENCH_DEFAULT_CONSENT;
+    o->segmentation_target = BENCH_DEFAULT_SEGMENTATION;
+    o->activation_target = BENCH_DEFAULT_ACTIVATION;
+    o->listen = BENCH_DEFAULT_LISTEN;
+    o->checks = DEFAULT_CHECKS;
     o->duration_s = DEFAULT_DURATION_S;
     o->concurrency = DEFAULT_CONCURRENCY;
-    o->batch = latency ? DEFAULT_LATENCY_BATCH : DEFAULT_BATCH;
+    o->batch = latency || webhook ? DEFAULT_LATENCY_BATCH : DEFAULT_BATCH;
     o->people = DEFAULT_PEOPLE;
-    o->sample_every = DEFAULT_SAMPLE_EVERY;
-    o->rate = latency ? DEFAULT_LATENCY_RATE : 0;
+    o->sample_every = webhook ? DEFAULT_WEBHOOK_SAMPLE_EVERY : DEFAULT_SAMPLE_EVERY;
+    o->rate = latency ? DEFAULT_LATENCY_RATE : webhook ? DEFAULT_WEBHOOK_RATE : 0;
     o->events = DEFAULT_EVENTS;
     o->timeout_s = DEFAULT_TIMEOUT_S;
     o->poll_ms = DEFAULT_POLL_MS;
@@ -176,6 +198,7 @@ static const struct {
     {"poll-ms", 1, MAX_POLL_MS, NUM_INT, offsetof(bench_opts, poll_ms)},
     {"timeout", 1, MAX_DURATION_S, NUM_INT, offsetof(bench_opts, timeout_s)},
     {"deadline-ms", 1, MAX_DEADLINE_MS, NUM_INT, offsetof(bench_opts, deadline_ms)},
+    {"checks", 1, MAX_CHECKS, NUM_INT, offsetof(bench_opts, checks)},
 };
 
 /* Stores numeric option i parsed from s. Returns 0, or -1 with a message. */
@@ -204,6 +227,10 @@ static int bench_apply(bench_opts *o, const char *name, const char *v) {
     else if (!strcmp(name, "run-id")) o->run_id = v;
     else if (!strcmp(name, "redis")) o->redis_target = v;
     else if (!strcmp(name, "phase")) o->phase = v;
+    else if (!strcmp(name, "consent")) o->consent_target = v;
+    else if (!strcmp(name, "segmentation")) o->segmentation_target = v;
+    else if (!strcmp(name, "activation")) o->activation_target = v;
+    else if (!strcmp(name, "listen")) o->listen = v;
     else {
         for (size_t i = 0; i < sizeof(bench_num_opts) / sizeof(bench_num_opts[0]); i++)
             if (!strcmp(name, bench_num_opts[i].name))
@@ -220,6 +247,8 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
         {"people", 1, 0, 0}, {"rate", 1, 0, 0}, {"events", 1, 0, 0}, {"payload", 1, 0, 0},
         {"sample-every", 1, 0, 0}, {"poll-ms", 1, 0, 0}, {"timeout", 1, 0, 0},
         {"deadline-ms", 1, 0, 0}, {"redis", 1, 0, 0}, {"phase", 1, 0, 0},
+        {"consent", 1, 0, 0}, {"segmentation", 1, 0, 0}, {"activation", 1, 0, 0},
+        {"listen", 1, 0, 0}, {"checks", 1, 0, 0},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     int idx, c;
@@ -234,12 +263,15 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
     }
     if (optind != argc)
         return -1;
-    if (!bench_is_loopback(o->target) || !bench_is_loopback(o->profile_target) ||
-        !bench_is_loopback(o->redis_target)) {
-        fprintf(stderr, "cdp-bench: targets must be loopback host:port (got %s, %s, %s)\n",
-                o->target, o->profile_target, o->redis_target);
-        return -1;
-    }
+    const char *targets[] = {o->target, o->profile_target, o->redis_target,
+                             o->consent_target, o->segmentation_target, o->activation_target,
+                             o->listen};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
+        if (!bench_is_loopback(targets[i])) {
+            fprintf(stderr, "cdp-bench: targets must be loopback host:port (got %s)\n",
+                    targets[i]);
+            return -1;
+        }
     if (o->payload_like && strcmp(o->payload_like, "ingest") &&
         strcmp(o->payload_like, "getprofile")) {
         fprintf(stderr, "cdp-bench: --like takes ingest or getprofile\n");
@@ -300,7 +332,9 @@ int main(int argc, char **argv) {
     uv_timer_t watchdog;
     uv_timer_init(loop, &watchdog);
     watchdog.data = &o;
-    uint64_t bound_s = (uint64_t)o.duration_s + 2 * (uint64_t)o.timeout_s + WATCHDOG_SLACK_S;
+    /* The longest mode (consent) seeds (bounded by --timeout twice), sets
+     * (--timeout) and measures twice (--duration each). */
+    uint64_t bound_s = 2 * (uint64_t)o.duration_s + 3 * (uint64_t)o.timeout_s + WATCHDOG_SLACK_S;
     uv_timer_start(&watchdog, bench_watchdog, bound_s * MS_PER_S, 0);
     uv_unref((uv_handle_t *)&watchdog);
 

@@ -20,6 +20,10 @@ typedef struct {
     const char *run_id;          /* prefix of every generated id */
     const char *redis_target;    /* redisprof: Redis, host:port */
     const char *phase;           /* redisprof: "start" or "report" */
+    const char *consent_target;  /* consent, host:port */
+    const char *segmentation_target;  /* segmentation, host:port */
+    const char *activation_target;    /* activation, host:port */
+    const char *listen;          /* webhook: the receiver's host:port */
     int duration_s;
     int concurrency;
     int batch;                   /* events per Ingest call */
@@ -31,6 +35,7 @@ typedef struct {
     int timeout_s;               /* e2e/getprofile: wait for profiles at most */
     int poll_ms;                 /* latency: GetProfile poll interval */
     int deadline_ms;             /* per call */
+    int checks;                  /* consent: checks per CheckConsentBatch call */
 } bench_opts;
 
 int bench_mode_echo(uv_loop_t *loop, const bench_opts *o);
@@ -39,6 +44,8 @@ int bench_mode_e2e(uv_loop_t *loop, const bench_opts *o);
 int bench_mode_latency(uv_loop_t *loop, const bench_opts *o);
 int bench_mode_getprofile(uv_loop_t *loop, const bench_opts *o);
 int bench_mode_redisprof(uv_loop_t *loop, const bench_opts *o);
+int bench_mode_consent(uv_loop_t *loop, const bench_opts *o);
+int bench_mode_webhook(uv_loop_t *loop, const bench_opts *o);
 
 /* Helpers shared by the modes (bench_throughput.c). */
 
