@@ -5,9 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CNS_NUM_BUFSZ 24
-#define CNS_FIELD_BUFSZ (2 * CNS_NAME_BUFSZ + 4)
-enum { CNS_FIXED_ARGS = 10, CNS_ARGS_PER_CHANGE = 7 };
+/* Arguments of the change script, and how many of them are formatted. */
+enum { CNS_FIXED_ARGS = 10, CNS_ARGS_PER_CHANGE = 7, CNS_FIXED_BUFS = 4, CNS_BUFS_PER_CHANGE = 2 };
 
 struct cns_change {
     cns_svc *cs;
@@ -45,11 +44,6 @@ static void cns__finish(cns_change *ch, cns_change_outcome out, grpc_status_code
 
 static void cns__eval(cns_change *ch);
 
-static int cns__is(const redisReply *r, const char *s)
-{
-    return r->type == REDIS_REPLY_STRING && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
-}
-
 static void cns__reply(redisReply *reply, const char *err, void *ud)
 {
     cns_change *ch = ud;
@@ -62,23 +56,20 @@ static void cns__reply(redisReply *reply, const char *err, void *ud)
     const redisReply *tag = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
                                 ? reply->element[0]
                                 : NULL;
-    if (tag && cns__is(tag, "ok") && reply->elements == 3 &&
+    if (tag && cns_reply_is(tag, "ok") && reply->elements == 3 &&
         reply->element[1]->type == REDIS_REPLY_INTEGER &&
         reply->element[2]->type == REDIS_REPLY_ARRAY) {
         cns__finish(ch, CNS_CHANGE_OK, GRPC_STATUS_OK, "", reply->element[1]->integer,
                     reply->element[2]);
-    } else if (tag && cns__is(tag, "duplicate")) {
+    } else if (tag && cns_reply_is(tag, "duplicate")) {
         cns__finish(ch, CNS_CHANGE_DUPLICATE, GRPC_STATUS_OK, "", 0, NULL);
-    } else if (tag && cns__is(tag, "notfound")) {
+    } else if (tag && cns_reply_is(tag, "notfound")) {
         snprintf(msg, sizeof msg, "profile not found: %s", ch->master);
         cns__finish(ch, CNS_CHANGE_NOT_FOUND, GRPC_STATUS_NOT_FOUND, msg, 0, NULL);
-    } else if (tag && cns__is(tag, "redirect") && reply->elements == 2 &&
+    } else if (tag && cns_reply_is(tag, "redirect") && reply->elements == 2 &&
                reply->element[1]->type == REDIS_REPLY_STRING) {
-        char *into = strndup(reply->element[1]->str, reply->element[1]->len);
-        if (!into || ++ch->hops > CNS_MAX_REDIRECTS) {
-            snprintf(msg, sizeof msg, into ? "merged profile chain too long at %s" : "out of memory",
-                     into);
-            free(into);
+        char *into;
+        if (cns_redirect(reply->element[1], &ch->hops, &into, msg, sizeof msg) != 0) {
             cns__finish(ch, CNS_CHANGE_FAILED, GRPC_STATUS_INTERNAL, msg, 0, NULL);
             return;
         }
@@ -93,57 +84,38 @@ static void cns__reply(redisReply *reply, const char *err, void *ud)
 
 static void cns__eval(cns_change *ch)
 {
-    size_t nargs = CNS_FIXED_ARGS + CNS_ARGS_PER_CHANGE * ch->n;
-    const char **argv = malloc(nargs * sizeof(*argv));
-    size_t *lens = malloc(nargs * sizeof(*lens));
-    char (*nums)[CNS_NUM_BUFSZ] = malloc((ch->n + 3) * sizeof(*nums));
-    char (*fields)[CNS_FIELD_BUFSZ] = malloc((ch->n ? ch->n : 1) * sizeof(*fields));
-    cns_keys k;
-    int keys_ok = cns_keys_init(&k, ch->master) == 0;
-    if (!argv || !lens || !nums || !fields || !keys_ok) {
-        free(argv), free(lens), free(nums), free(fields);
-        if (keys_ok)
-            cns_keys_free(&k);
+    cns_args a;
+    if (cns_args_init(&a, ch->master, CNS_FIXED_ARGS + CNS_ARGS_PER_CHANGE * ch->n,
+                      CNS_FIXED_BUFS + CNS_BUFS_PER_CHANGE * ch->n) != 0) {
         cns__finish(ch, CNS_CHANGE_FAILED, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", 0,
                     NULL);
         return;
     }
     int64_t now = cdp_now_ms();
-    snprintf(nums[0], CNS_NUM_BUFSZ, "%lld", (long long)now);
-    snprintf(nums[1], CNS_NUM_BUFSZ, "%lld",
+    snprintf(cns_args_buf(&a), CNS_ARG_BUFSZ, "%lld", (long long)now);
+    cns_args_push(&a, ch->action);
+    cns_args_push(&a, ch->message_id);
+    snprintf(cns_args_buf(&a), CNS_ARG_BUFSZ, "%lld",
              (long long)(now - ch->cs->cfg.dedup_window_s * 1000));
-    snprintf(nums[2], CNS_NUM_BUFSZ, "%lld", (long long)ch->o.jurisdiction_ms);
-    char count[CNS_NUM_BUFSZ];
-    snprintf(count, sizeof count, "%zu", ch->n);
-    size_t a = 0;
-    argv[a++] = nums[0];
-    argv[a++] = ch->action;
-    argv[a++] = ch->message_id;
-    argv[a++] = nums[1];
-    argv[a++] = ch->jurisdiction;
-    argv[a++] = nums[2];
-    argv[a++] = ch->jurisdiction_actor;
-    argv[a++] = ch->o.require_profile ? "1" : "0";
-    argv[a++] = count;
-    argv[a++] = cns_policy_default_jurisdiction(&ch->cs->policy);
+    cns_args_push(&a, ch->jurisdiction);
+    snprintf(cns_args_buf(&a), CNS_ARG_BUFSZ, "%lld", (long long)ch->o.jurisdiction_ms);
+    cns_args_push(&a, ch->jurisdiction_actor);
+    cns_args_push(&a, ch->o.require_profile ? "1" : "0");
+    snprintf(cns_args_buf(&a), CNS_ARG_BUFSZ, "%zu", ch->n);
+    cns_args_push(&a, cns_policy_default_jurisdiction(&ch->cs->policy));
     for (size_t i = 0; i < ch->n; i++) {
         const cns_entry *e = &ch->entries[i];
-        cns_entry_field(e->purpose, e->channel, fields[i], sizeof fields[i]);
-        snprintf(nums[i + 3], CNS_NUM_BUFSZ, "%lld", (long long)e->updated_ms);
-        argv[a++] = fields[i];
-        argv[a++] = e->purpose;
-        argv[a++] = e->channel;
-        argv[a++] = nums[i + 3];
-        argv[a++] = e->message_id;
-        argv[a++] = e->actor;
-        argv[a++] = ch->json[i];
+        cns_entry_field(e->purpose, e->channel, cns_args_buf(&a), CNS_ARG_BUFSZ);
+        cns_args_push(&a, e->purpose);
+        cns_args_push(&a, e->channel);
+        snprintf(cns_args_buf(&a), CNS_ARG_BUFSZ, "%lld", (long long)e->updated_ms);
+        cns_args_push(&a, e->message_id);
+        cns_args_push(&a, e->actor);
+        cns_args_push(&a, ch->json[i]);
     }
-    for (size_t i = 0; i < nargs; i++)
-        lens[i] = strlen(argv[i]);
-    cdp_redis_eval(ch->cs->store.redis, ch->cs->store.change, cns__reply, ch, CNS_KEY_COUNT,
-                   (const char **)k.v, k.len, (int)nargs, argv, lens);
-    cns_keys_free(&k);
-    free(argv), free(lens), free(nums), free(fields);
+    if (cns_args_eval(&a, &ch->cs->store, ch->cs->store.change, cns__reply, ch) != 0)
+        cns__finish(ch, CNS_CHANGE_FAILED, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", 0,
+                    NULL);
 }
 
 void cns_change_run(cns_svc *cs, const char *master, const cns_change_opts *o,

@@ -25,7 +25,6 @@
 #include "cns_service.h"
 
 #define CNS_KEY_BUFSZ (CDP_IDENT_MAX_TYPE + CDP_IDENT_VALUE_BUFSZ + 2)
-#define CNS_FIELD_BUFSZ (2 * CNS_NAME_BUFSZ + 4)
 #define CNS_NOTE_UNKNOWN_IDENT "(identifier not known to identity)"
 #define CNS_NOTE_UNKNOWN_PROFILE "(profile not found)"
 #define CNS_MERGED_FIELD "merged_into"

@@ -21,6 +21,8 @@
 #define CNS_BASIS_MAX 32
 #define CNS_ACTOR_MAX 256
 #define CNS_MID_MAX 256
+/* Holds any entry field name "e:<purpose>:<channel>". */
+#define CNS_FIELD_BUFSZ (2 * CNS_NAME_BUFSZ + 4)
 /* Latest accepted time: 9999-12-31T23:59:59.999Z in ms. */
 #define CNS_TS_MAX_MS INT64_C(253402300799999)
 

@@ -60,13 +60,16 @@ static void cns__metrics_help(void)
 {
     cdp_metrics_help("cdp_consent_checks_total", "Consent checks by result and deciding rule.");
     cdp_metrics_help("cdp_consent_changes_total",
-                     "Consent entries and jurisdictions changed, by action (set, event).");
+                     "Consent entries and jurisdictions changed, by action (set, event, merge).");
     cdp_metrics_help("cdp_consent_suppressions_total",
                      "Suppression list changes, by action (suppress, unsuppress).");
     cdp_metrics_help("cdp_consent_denials_recorded_total",
                      "Denials at send time written to an audit trail.");
     cdp_metrics_help("cdp_consent_events_total",
                      "Consent events by outcome (applied, duplicate, invalid).");
+    cdp_metrics_help("cdp_consent_merges_total",
+                     "Merges folded into their survivor, by outcome (folded: something changed, "
+                     "unchanged: a re-run or nothing to fold, invalid).");
 }
 
 void cns_count(const char *name, const char *labels, double v)

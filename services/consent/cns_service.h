@@ -2,8 +2,9 @@
  * shared runtime. cns_service.c reads the configuration, wires the handlers
  * and holds what several handlers share (resolving the profile a request
  * names, Redis statuses); cns_check.c answers CheckConsent(Batch),
- * cns_set.c SetConsent and ApplyConsentEvents, cns_read.c GetConsent,
- * GetAudit and GetPolicy, cns_suppress.c the suppression list.
+ * cns_set.c SetConsent and ApplyConsentEvents (which folds the consent of
+ * merged-away profiles through cns_fold.c), cns_read.c GetConsent, GetAudit
+ * and GetPolicy, cns_suppress.c the suppression list.
  *
  * Configuration (docs/consent.md):
  *   CDP_CONSENT_PURPOSES, CDP_CONSENT_CHANNELS, CDP_CONSENT_DEFAULT_JURISDICTION,

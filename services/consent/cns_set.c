@@ -1,18 +1,26 @@
 /* cns_set: SetConsent and ApplyConsentEvents. Both turn their input into
  * entries (cns_entry) and run the change script (cns_change.h) once per
  * profile change: the entries, their audit records and, for events, the
- * message id's seen record are one atomic script. */
+ * message id's seen record are one atomic script. ApplyConsentEvents also
+ * folds the consent of every merged-away profile the events' merges name
+ * into its survivor (cns_fold.h), side by side with the events: both keep
+ * the greatest stamp per entry, so their order does not matter. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "cdp/v1/profile.pb-c.h"
 #include "cns_change.h"
 #include "cns_event.h"
+#include "cns_fold.h"
 #include "cns_service.h"
 
 #define CNS_DEFAULT_RPC_SOURCE "api"
 #define CNS_MS_PER_S 1000
+#define CNS_EVENTS_COUNTER "events_total"
+#define CNS_MERGES_COUNTER "merges_total"
+#define CNS_NUM_KEY_PREFIX 8 /* "<len>:" of a merge pair key, and its NUL */
 
 /* ------------------------------------------------------------------ SetConsent */
 
@@ -251,9 +259,10 @@ static void cns__apply_done(cns_change *ch, cns_change_outcome out, grpc_status_
     cns__apply_release(a);
 }
 
-/* Appends "events[i] (<message id>): <field>: <why>"; -1 when out of memory. */
+/* Appends "events[i] (<message id>): <field>: <why>" to the reply and
+ * counts it as invalid under `counter`; -1 when out of memory. */
 static int cns__apply_error(cns_apply *a, size_t i, const char *mid, const char *field,
-                            const char *why)
+                            const char *why, const char *counter)
 {
     char line[CNS_MSG_MAX];
     snprintf(line, sizeof line, "events[%zu] (%.128s): %s: %s", i, mid ? mid : "", field, why);
@@ -264,7 +273,7 @@ static int cns__apply_error(cns_apply *a, size_t i, const char *mid, const char 
     if (!(a->errors[a->n_errors] = strdup(line)))
         return -1;
     a->n_errors++;
-    cns_count("events_total", "outcome=\"invalid\"", 1);
+    cns_count(counter, "outcome=\"invalid\"", 1);
     return 0;
 }
 
@@ -282,14 +291,15 @@ static int cns__apply_one(cns_apply *a, const Cdp__V1__ResolvedEvent *re, size_t
     if (rc == 0)
         return 0; /* not a consent event: counted nowhere */
     if (rc < 0)
-        return cns__apply_error(a, i, ev->message_id, field, err);
+        return cns__apply_error(a, i, ev->message_id, field, err, CNS_EVENTS_COUNTER);
     if (!re->master_id[0] || strlen(re->master_id) > CNS_ID_MAX)
         return cns__apply_error(a, i, ev->message_id, "master_id",
-                                re->master_id[0] ? "at most 1024 bytes" : "required");
+                                re->master_id[0] ? "at most 1024 bytes" : "required",
+                                CNS_EVENTS_COUNTER);
     if (scratch[0].updated_ms - cdp_now_ms() > cs->cfg.max_future_s * CNS_MS_PER_S) {
         snprintf(why, sizeof why, "more than %llds in the future", (long long)cs->cfg.max_future_s);
         return cns__apply_error(a, i, ev->message_id, ev->timestamp ? "timestamp" : "received_at",
-                                why);
+                                why, CNS_EVENTS_COUNTER);
     }
     const cns_entry *jur = NULL; /* the last change naming a jurisdiction sets the profile's */
     for (size_t k = 0; k < n; k++)
@@ -305,6 +315,77 @@ static int cns__apply_one(cns_apply *a, const Cdp__V1__ResolvedEvent *re, size_t
     };
     a->pending++;
     cns_change_run(cs, re->master_id, &o, scratch, n, cns__apply_done, a);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ merges */
+
+static void cns__fold_done(grpc_status_code code, const char *msg, const char *survivor,
+                           long long changed, void *ud)
+{
+    (void)survivor;
+    cns_apply *a = ud;
+    if (code == GRPC_STATUS_OK) {
+        cns_count(CNS_MERGES_COUNTER,
+                  changed > 0 ? "outcome=\"folded\"" : "outcome=\"unchanged\"", 1);
+        cns_count("changes_total", "action=\"merge\"", (double)changed);
+    } else if (a->code == GRPC_STATUS_OK) {
+        a->code = code;
+        snprintf(a->msg, sizeof a->msg, "%s", msg);
+    }
+    cns__apply_release(a);
+}
+
+/* Why a merge cannot be folded (NULL when it can); *field names the field. */
+static const char *cns__merge_invalid(const Cdp__V1__Merge *m, const char **field)
+{
+    const char *ids[] = { m->loser_id, m->survivor_id };
+    const char *names[] = { "loser_id", "survivor_id" };
+    for (size_t k = 0; k < 2; k++) {
+        *field = names[k];
+        if (!ids[k][0])
+            return "required";
+        if (strlen(ids[k]) > CNS_ID_MAX)
+            return "at most 1024 bytes";
+    }
+    return strcmp(m->loser_id, m->survivor_id) == 0 ? "same as loser_id" : NULL;
+}
+
+/* Starts the fold of every distinct (loser, survivor) pair that the
+ * events' merges carry, whichever master each event resolved to: a
+ * merge's survivor may itself have been merged into the event's master
+ * later, and the fold follows it there. `pairs` (a JSON object used as a
+ * set) drops repeats. Returns -1 only when out of memory. */
+static int cns__apply_merges(cns_apply *a, const Cdp__V1__ResolvedEvent *re, size_t i,
+                             json_t *pairs)
+{
+    const char *mid = re->event ? re->event->message_id : "";
+    for (size_t j = 0; j < re->n_merges; j++) {
+        const Cdp__V1__Merge *m = re->merges[j];
+        const char *name = NULL, *why = cns__merge_invalid(m, &name);
+        if (why) {
+            char field[CNS_FIELD_MAX];
+            snprintf(field, sizeof field, "merges[%zu].%s", j, name);
+            if (cns__apply_error(a, i, mid, field, why, CNS_MERGES_COUNTER) != 0)
+                return -1;
+            continue;
+        }
+        /* "<len(loser)>:<loser><survivor>": one key per pair, unambiguous */
+        size_t klen = 2 * CNS_ID_MAX + CNS_NUM_KEY_PREFIX;
+        char *key = malloc(klen);
+        if (!key)
+            return -1;
+        snprintf(key, klen, "%zu:%s%s", strlen(m->loser_id), m->loser_id, m->survivor_id);
+        int seen = json_object_get(pairs, key) != NULL;
+        int rc = seen ? 0 : json_object_set_new(pairs, key, json_true());
+        free(key);
+        if (rc != 0)
+            return -1;
+        if (seen)
+            continue;
+        a->pending++;
+        cns_fold_run(a->cs, m->loser_id, m->survivor_id, m->message_id, cns__fold_done, a);
+    }
     return 0;
 }
 
@@ -327,10 +408,15 @@ void cns_apply_consent_events(cdp_rpc_call *call, const ProtobufCMessage *msg, v
     a->cs = ud;
     a->call = call;
     a->pending = 1; /* held while starting */
-    for (size_t i = 0; i < req->n_events; i++) {
-        if (!req->events[i]->event)
-            continue;
-        if (cns__apply_one(a, req->events[i], i, scratch) != 0) {
+    json_t *pairs = json_object();
+    if (!pairs) {
+        a->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(a->msg, sizeof a->msg, "out of memory");
+    }
+    for (size_t i = 0; pairs && i < req->n_events; i++) {
+        const Cdp__V1__ResolvedEvent *re = req->events[i];
+        if (cns__apply_merges(a, re, i, pairs) != 0 ||
+            (re->event && cns__apply_one(a, re, i, scratch) != 0)) {
             if (a->code == GRPC_STATUS_OK) {
                 a->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
                 snprintf(a->msg, sizeof a->msg, "out of memory");
@@ -338,6 +424,7 @@ void cns_apply_consent_events(cdp_rpc_call *call, const ProtobufCMessage *msg, v
             break;
         }
     }
+    json_decref(pairs);
     free(scratch);
     cns__apply_release(a);
 }

@@ -20,6 +20,7 @@
 #include <grpc/status.h>
 
 #include "cdp_redis.h"
+#include "cns_entry.h"
 
 #define CNS_SUPP_KEY "cdp:cns:{suppression}"
 #define CNS_SUPP_INDEX_KEY "cdp:cns:{suppression}:index"
@@ -40,12 +41,51 @@ void cns_keys_free(cns_keys *k);
 typedef struct {
     cdp_redis *redis;
     cdp_redis_script *change;
+    cdp_redis_script *fold;
     cdp_redis_script *suppress;
     cdp_redis_script *list;
 } cns_store;
 
 /* Registers the scripts on r (before cdp_redis_start). Returns 0 or -1. */
 int cns_store_init(cns_store *s, cdp_redis *r);
+
+/* ------------------------------------------------------------------ script calls */
+
+/* Room of one formatted argument: a number or an entry field name. */
+#define CNS_ARG_BUFSZ CNS_FIELD_BUFSZ
+
+/* The arguments of one script call on a profile's keys, built in place.
+ * cns_args_push adds a string the caller keeps alive until cns_args_eval;
+ * cns_args_buf adds one of the call's own buffers (CNS_ARG_BUFSZ bytes) and
+ * returns it for the caller to write (a number, a field name). */
+typedef struct {
+    cns_keys keys;
+    const char **v;
+    size_t n, cap;
+    char (*bufs)[CNS_ARG_BUFSZ];
+    size_t n_bufs, cap_bufs;
+} cns_args;
+
+/* Reserves room for nargs arguments, nbufs of them own buffers, on the
+ * keys of master. Returns 0, or -1 when out of memory (nothing to free). */
+int cns_args_init(cns_args *a, const char *master, size_t nargs, size_t nbufs);
+void cns_args_push(cns_args *a, const char *s);
+char *cns_args_buf(cns_args *a);
+void cns_args_free(cns_args *a);
+
+/* Runs script with the profile's keys (cns_keys order) and the arguments
+ * pushed, then frees a (the command keeps its own copy). Same contract as
+ * cdp_redis_eval. Returns 0, or -1 when out of memory (cb not called). */
+int cns_args_eval(cns_args *a, cns_store *s, cdp_redis_script *script, cdp_redis_cb cb, void *ud);
+
+/* 1 when r is the string s. */
+int cns_reply_is(const redisReply *r, const char *s);
+
+/* Follows a {"redirect", survivor} reply: *into gets a copy of the
+ * survivor's id (freed by the caller) and *hops is counted. Returns 0, or
+ * -1 with msg set when out of memory or past CNS_MAX_REDIRECTS hops
+ * (cns_service.h; a cycle of tombstones). */
+int cns_redirect(const redisReply *survivor, int *hops, char **into, char *msg, size_t msglen);
 
 /* GRPC_STATUS_OK for a non-error reply; UNAVAILABLE ("redis unavailable:
  * ...") when Redis could not be reached or answered a transient error

@@ -10,13 +10,12 @@ int ing_is_consent_event(const Cdp__V1__Event *ev)
            strcmp(ev->event, ING_CONSENT_EVENT_NAME) == 0;
 }
 
-/* 1 when identity's answer made the event's master id a survivor. */
-static int ing__made_survivor(const Cdp__V1__ResolveResponse *r)
+/* 1 when identity's answer carries merges. Consent folds each loser into
+ * its survivor and follows the survivor's own merges, so every merge goes,
+ * also one delivered with a master id that later absorbed its survivor. */
+static int ing__has_merges(const Cdp__V1__ResolveResponse *r)
 {
-    for (size_t m = 0; r && m < r->n_merges; m++)
-        if (strcmp(r->merges[m]->survivor_id, r->master_id) == 0)
-            return 1;
-    return 0;
+    return r && r->n_merges > 0;
 }
 
 size_t ing_consent_entries(const ing_batch *b, const size_t *idx, size_t n, size_t *out)
@@ -24,7 +23,7 @@ size_t ing_consent_entries(const ing_batch *b, const size_t *idx, size_t n, size
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const ing_entry *e = &b->e[idx[i]];
-        if (ing_is_consent_event(e->ev) || ing__made_survivor(e->resolved))
+        if (ing_is_consent_event(e->ev) || ing__has_merges(e->resolved))
             out[k++] = idx[i];
     }
     return k;

@@ -22,8 +22,8 @@ int ing_is_consent_event(const Cdp__V1__Event *ev);
 
 /* Writes the indexes among idx[0..n) that consent must see into out (room
  * for n; may be idx itself); returns how many: consent events, and events
- * whose resolution made their master id a survivor of a merge (consent
- * folds the loser's entries into it). */
+ * whose resolution carries merges (consent folds each loser's entries into
+ * its survivor). */
 size_t ing_consent_entries(const ing_batch *b, const size_t *idx, size_t n, size_t *out);
 
 /* The request and everything it points into (owned; strings are copies

@@ -11,8 +11,12 @@
 # time with actor and context, suppress, paging), consent events (applied,
 # replay counted as duplicate with no second audit record, non-consent
 # events ignored, field errors, last write wins by event time and message
-# id, jurisdiction from an event) and bad input. Before that, a malformed
-# policy must stop the binary with exit 1 naming the variable and position.
+# id, jurisdiction from an event), merges (identity merges two and three
+# profiles; the loser's consent folds into the survivor by stamp, audited
+# as "merge", once however often the batch is replayed, and a chain ends
+# on its last survivor whatever order the folds run in) and bad input.
+# Before that, a malformed policy must stop the binary with exit 1 naming
+# the variable and position.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -321,6 +325,135 @@ test('consent events: applied once, replay is a duplicate, last write wins', asy
     x.after.jurisdiction === 'ccpa'));
   d = await check({ master_id: ann.master, purpose: 'marketing', channel: 'push' });
   assert.equal(d.jurisdiction, 'ccpa');
+});
+
+// Identity picks the oldest master id (time first) as survivor: people made
+// in separate milliseconds have a known order.
+async function personAfter(name) {
+  const t = Date.now();
+  while (Date.now() <= t) await cdp.sleep(1);
+  return person(name);
+}
+// Merges people through identity (one Resolve with an identifier of each)
+// and, as ingestion's pipeline does, hands the resolved event with its
+// merges to profile (which tombstones the loser), then to consent.
+async function merge(people, tag) {
+  const ids = people.map((p) => cdp.ident('email', p.email));
+  const r = await cdp.call(idn, 'Resolve', { identifiers: ids, message_id: `mrg-${tag}-${run}` });
+  assert.ok(r.merges.length >= 1, `no merge: ${JSON.stringify(r)}`);
+  const resolved = { event: cdp.identifyEvent({ id: `mrg-${tag}-${run}`, ids, tsMs: Date.now() - 1000 }),
+                     master_id: r.master_id, merges: r.merges, identifiers: r.identifiers };
+  assert.equal((await cdp.call(prf, 'ApplyEvents', { events: [resolved] })).applied, 1);
+  return { r, resolved };
+}
+const state = (g) => Object.fromEntries(g.entries.map((e) => [`${e.purpose}/${e.channel}`, e.status]));
+
+test('merge: the loser\'s consent folds into the survivor by stamp, once', async () => {
+  const b = await personAfter('bea');  // older: the survivor
+  const a = await personAfter('al');   // newer: merged into b
+  const t = Date.now() - 600000;
+  await cdp.call(cns, 'SetConsent', { master_id: b.master, actor: 'crm', entries: [
+    entry('marketing', 'email', 'CONSENT_STATUS_GRANTED', { updated_at: cdp.timestamp(t) }),
+    entry('personalization', '*', 'CONSENT_STATUS_GRANTED', { updated_at: cdp.timestamp(t + 3000) })] });
+  await cdp.call(cns, 'SetConsent', { master_id: a.master, actor: 'pref-center', jurisdiction: 'ccpa', entries: [
+    entry('marketing', 'email', 'CONSENT_STATUS_DENIED', { jurisdiction: 'ccpa', updated_at: cdp.timestamp(t + 2000) }),
+    entry('analytics', 'sms', 'CONSENT_STATUS_GRANTED', { updated_at: cdp.timestamp(t + 1000) }),
+    entry('personalization', '*', 'CONSENT_STATUS_DENIED', { updated_at: cdp.timestamp(t + 1000) })] });
+  const trailBefore = (await audit(b.master)).length;
+
+  const { r, resolved } = await merge([a, b], 'ab');
+  assert.equal(r.master_id, b.master);
+  const m = r.merges.find((x) => x.loser_id === a.master);
+  assert.ok(m && m.survivor_id === b.master, JSON.stringify(r.merges));
+  // the window: until consent's step runs, the survivor lacks a's entries
+  let d = await check({ master_id: b.master, purpose: 'marketing', channel: 'email' });
+  assert.equal(d.allowed, true);
+
+  let res = await cdp.call(cns, 'ApplyConsentEvents', { events: [resolved] });
+  assert.deepEqual([res.applied, res.duplicates, res.errors.length], [0, 0, 0]);
+  const g = await cdp.call(cns, 'GetConsent', { master_id: b.master });
+  assert.equal(g.jurisdiction, 'ccpa');  // b had none: a's arrives
+  assert.deepEqual(state(g), {
+    'marketing/email': 'CONSENT_STATUS_DENIED',        // a's opt-out is newer
+    'analytics/sms': 'CONSENT_STATUS_GRANTED',         // only a had it
+    'personalization/*': 'CONSENT_STATUS_GRANTED' });  // b's own is newer: kept
+  const moved = g.entries.find((e) => e.purpose === 'marketing' && e.channel === 'email');
+  assert.equal(moved.actor, 'pref-center');
+  assert.equal(Number(moved.updated_at.seconds), Math.floor((t + 2000) / 1000));
+  d = await check({ master_id: b.master, purpose: 'marketing', channel: 'email' });
+  assert.equal(d.allowed, false);
+  assert.equal(d.rule, 'DECISION_RULE_EXPLICIT_CHANNEL');
+  assert.equal(d.jurisdiction, 'ccpa');
+  // a's id and a's identifier now decide on b's state
+  d = await check({ master_id: a.master, purpose: 'marketing', channel: 'email' });
+  assert.deepEqual([d.master_id, d.allowed], [b.master, false]);
+  d = await check({ identifier: cdp.ident('email', a.email), purpose: 'analytics', channel: 'sms' });
+  assert.deepEqual([d.master_id, d.allowed, d.rule], [b.master, true, 'DECISION_RULE_EXPLICIT_CHANNEL']);
+
+  const recs = (await audit(b.master)).slice(trailBefore);
+  assert.ok(recs.every((x) => x.action === 'merge' && x.actor === `merge:${a.master}` &&
+    x.context === m.message_id), JSON.stringify(recs));
+  assert.deepEqual(recs.map((x) => x.purpose ? `${x.purpose}/${x.channel}` : 'jurisdiction').sort(),
+    ['analytics/sms', 'jurisdiction', 'marketing/email']);
+  const mk = recs.find((x) => x.purpose === 'marketing');
+  assert.equal(mk.before.status, 'CONSENT_STATUS_GRANTED');
+  assert.equal(mk.after.status, 'CONSENT_STATUS_DENIED');
+  assert.equal(recs.find((x) => x.purpose === 'analytics').before, null);
+  const jr = recs.find((x) => !x.purpose);
+  assert.deepEqual([jr.before.jurisdiction, jr.after.jurisdiction], ['gdpr', 'ccpa']);
+
+  // a replayed batch (the pipeline retries) changes and records nothing
+  res = await cdp.call(cns, 'ApplyConsentEvents', { events: [resolved, resolved] });
+  assert.deepEqual([res.applied, res.duplicates, res.errors.length], [0, 0, 0]);
+  assert.equal((await audit(b.master)).length, trailBefore + recs.length);
+  assert.deepEqual(state(await cdp.call(cns, 'GetConsent', { master_id: b.master })), state(g));
+});
+
+test('merge: a chain ends with every entry on the last survivor, folds in either order', async () => {
+  const e = await personAfter('eve');
+  const c = await personAfter('cy');
+  const d = await personAfter('dee');
+  const t = Date.now() - 600000;
+  const put = (p, purpose, channel, status, ms) => cdp.call(cns, 'SetConsent', { master_id: p.master,
+    actor: `crm-${purpose}`, entries: [entry(purpose, channel, status, { updated_at: cdp.timestamp(ms) })] });
+  await put(d, 'marketing', 'sms', 'CONSENT_STATUS_REVOKED', t + 2000);
+  await put(d, 'analytics', '*', 'CONSENT_STATUS_DENIED', t + 1000);
+  await put(c, 'marketing', 'sms', 'CONSENT_STATUS_GRANTED', t + 1000);
+  await put(c, 'analytics', '*', 'CONSENT_STATUS_GRANTED', t + 3000);
+  await put(e, 'personalization', 'push', 'CONSENT_STATUS_GRANTED', t);
+  // identity: d into c, then c into e; profile folds both as they happen
+  const dc = await merge([c, d], 'dc');
+  assert.equal(dc.r.master_id, c.master);
+  const ce = await merge([c, e], 'ce');
+  assert.equal(ce.r.master_id, e.master);
+  assert.ok(ce.r.merges.some((x) => x.loser_id === c.master && x.survivor_id === e.master));
+  // consent sees the later merge first: c into e, then d into c, which
+  // follows c's tombstone to e
+  let res = await cdp.call(cns, 'ApplyConsentEvents', { events: [ce.resolved] });
+  assert.equal(res.errors.length, 0);
+  res = await cdp.call(cns, 'ApplyConsentEvents', { events: [dc.resolved] });
+  assert.equal(res.errors.length, 0);
+  const g = await cdp.call(cns, 'GetConsent', { master_id: e.master });
+  assert.deepEqual(state(g), {
+    'analytics/*': 'CONSENT_STATUS_GRANTED',
+    'marketing/sms': 'CONSENT_STATUS_REVOKED',
+    'personalization/push': 'CONSENT_STATUS_GRANTED' });
+  const recs = (await audit(e.master)).filter((x) => x.action === 'merge');
+  assert.deepEqual(recs.map((x) => `${x.actor} ${x.purpose}/${x.channel}`).sort(), [
+    `merge:${c.master} analytics/*`, `merge:${c.master} marketing/sms`, `merge:${d.master} marketing/sms`]);
+  // both again, in the other order: nothing changes, nothing is recorded
+  await cdp.call(cns, 'ApplyConsentEvents', { events: [dc.resolved, ce.resolved] });
+  assert.equal((await audit(e.master)).filter((x) => x.action === 'merge').length, recs.length);
+  assert.deepEqual(state(await cdp.call(cns, 'GetConsent', { master_id: e.master })), state(g));
+});
+
+test('merge: a malformed merge is reported, not applied', async () => {
+  const res = await cdp.call(cns, 'ApplyConsentEvents', { events: [
+    { master_id: ann.master, event: cdp.trackEvent({ id: `mx-${run}`, event: 'Order Completed' }),
+      merges: [{ survivor_id: ann.master, loser_id: '', message_id: 'm' },
+               { survivor_id: ann.master, loser_id: ann.master, message_id: 'm' }] }] });
+  assert.deepEqual(res.errors, [`events[0] (mx-${run}): merges[0].loser_id: required`,
+    `events[0] (mx-${run}): merges[1].survivor_id: same as loser_id`]);
 });
 
 test('bad input names the field', async () => {
