@@ -13,6 +13,7 @@ static const cdp_service_def seg_service_def = {
     .port = CDP_PORT_SEGMENTATION,
     .metrics_port = SEG_METRICS_PORT,
     .init = seg_service_init,
+    .on_redis_state = seg_service_redis_state,
     .stop = seg_service_stop,
     .destroy = seg_service_destroy,
 };

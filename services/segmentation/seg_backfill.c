@@ -33,7 +33,7 @@ struct seg_bf_run {
     seg_svc *s;
     char *id;
     char *keys[SEG_SKEY_COUNT];
-    int64_t version;
+    int64_t version, created_ms;  /* the definition (and incarnation) it backfills */
     seg_bf_local local;
     int active;               /* a command or evaluation is in flight */
     seg_bf_status st;
@@ -130,11 +130,16 @@ static void seg__finish_done(seg_bf_run *r)
 
 static void seg__step(seg_bf_run *r);
 
-/* Current version of the run's segment in this replica's snapshot, or -1. */
-static int64_t seg__def_version(seg_bf_run *r)
+/* 1 when this replica's snapshot still holds the definition r backfills
+ * (same version of the same incarnation: a segment deleted and re-created
+ * with the same id starts again at version 1). */
+static int seg__run_current(const seg_bf_run *r)
 {
     long i = seg_defs_find(r->s->defs, r->id);
-    return i < 0 ? -1 : seg_defs_at(r->s->defs, (size_t)i)->version;
+    if (i < 0)
+        return 0;
+    const seg_def *d = seg_defs_at(r->s->defs, (size_t)i);
+    return d->version == r->version && d->created_ms == r->created_ms;
 }
 
 static void seg__stepped(redisReply *reply, const char *err, void *ud)
@@ -245,7 +250,7 @@ static void seg__scanned(redisReply *reply, const char *err, void *ud)
 static void seg__step(seg_bf_run *r)
 {
     seg_svc *s = r->s;
-    if (s->stopping || seg__def_version(r) != r->version) {
+    if (s->stopping || !seg__run_current(r)) {
         seg__run_end(r, SEG_BF_TRYING);
         return;
     }
@@ -364,6 +369,7 @@ static void seg__try(seg_svc *s, const seg_def *d)
         return;
     r->s = s;
     r->version = d->version;
+    r->created_ms = d->created_ms;
     r->active = 1;
     int ok = (r->id = strdup(d->id)) != NULL;
     for (int k = 0; ok && k < SEG_SKEY_COUNT; k++)
@@ -386,9 +392,7 @@ void seg_backfills_poll(seg_svc *s)
     /* forget finished runs of versions or segments that are gone */
     for (seg_bf_run **p = &s->bf->runs; *p;) {
         seg_bf_run *r = *p;
-        long i = seg_defs_find(s->defs, r->id);
-        if (r->local == SEG_BF_DONE &&
-            (i < 0 || seg_defs_at(s->defs, (size_t)i)->version != r->version)) {
+        if (r->local == SEG_BF_DONE && !seg__run_current(r)) {
             *p = r->next;
             seg__run_free(r);
             continue;

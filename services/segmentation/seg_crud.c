@@ -353,6 +353,60 @@ static void seg__bf_reset_done(redisReply *reply, const char *err, void *ud)
 
 static void seg__update_read(redisReply *reply, const char *err, void *ud);
 
+/* Starts the backfill of the written version. */
+static void seg__bf_reset(seg_write *w)
+{
+    char *bf = seg_skey(w->def.id, SEG_SKEY_BF);
+    char ver[32];
+    snprintf(ver, sizeof(ver), "%" PRId64, w->def.version);
+    const char *keys[1] = { bf };
+    size_t klen[1] = { bf ? strlen(bf) : 0 };
+    const char *args[2] = { ver, "0" };
+    size_t alen[2] = { strlen(ver), 1 };
+    if (!bf) {
+        cdp_rpc_fail(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        seg__write_free(w);
+        return;
+    }
+    cdp_redis_eval(w->s->redis, w->s->scripts.bf_reset, seg__bf_reset_done, w, 1, keys, klen, 2,
+                   args, alen);
+    free(bf);
+}
+
+static void seg__index_reset_done(redisReply *reply, const char *err, void *ud)
+{
+    seg_write *w = ud;
+    if (seg__redis_failed(w->call, reply, err)) {
+        seg__write_free(w);
+        return;
+    }
+    seg__bf_reset(w);
+}
+
+/* A created segment: a fresh member index for its incarnation, then the
+ * backfill. */
+static void seg__index_reset(seg_write *w)
+{
+    char *members = seg_skey(w->def.id, SEG_SKEY_MEMBERS), *idx = seg_skey(w->def.id, SEG_SKEY_IDX);
+    char created[32];
+    snprintf(created, sizeof(created), "%" PRId64, w->def.created_ms);
+    if (!members || !idx) {
+        free(members);
+        free(idx);
+        cdp_rpc_fail(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        seg__write_free(w);
+        return;
+    }
+    const char *keys[2] = { members, idx };
+    size_t klen[2] = { strlen(members), strlen(idx) };
+    const char *args[1] = { created };
+    size_t alen[1] = { strlen(created) };
+    cdp_redis_eval(w->s->redis, w->s->scripts.index_reset, seg__index_reset_done, w, 2, keys,
+                   klen, 1, args, alen);
+    free(members);
+    free(idx);
+}
+
 static void seg__put_done(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
@@ -378,25 +432,15 @@ static void seg__put_done(redisReply *reply, const char *err, void *ud)
         return;
     }
     seg_defs_reload(w->s);
+    if (!w->expected) {
+        seg__index_reset(w);
+        return;
+    }
     if (!w->rule_changed) {
         seg__write_answer(w);
         return;
     }
-    char *bf = seg_skey(w->def.id, SEG_SKEY_BF);
-    char ver[32];
-    snprintf(ver, sizeof(ver), "%" PRId64, w->def.version);
-    const char *keys[1] = { bf };
-    size_t klen[1] = { bf ? strlen(bf) : 0 };
-    const char *args[2] = { ver, "0" };
-    size_t alen[2] = { strlen(ver), 1 };
-    if (!bf) {
-        cdp_rpc_fail(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        seg__write_free(w);
-        return;
-    }
-    cdp_redis_eval(w->s->redis, w->s->scripts.bf_reset, seg__bf_reset_done, w, 1, keys, klen, 2,
-                   args, alen);
-    free(bf);
+    seg__bf_reset(w);
 }
 
 /* Writes w->def (create when w->expected is NULL). */

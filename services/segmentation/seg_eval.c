@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cdp_log.h"
 #include "cdp_metrics.h"
 #include "seg_load.h"
@@ -234,6 +236,7 @@ static void seg__flush_index(seg_job *j, const seg_change *c)
     seg__argv_i64(&a, c->n);
     seg__argv_str(&a, c->kind);
     seg__argv_i64(&a, c->at_ms);
+    seg__argv_i64(&a, c->created_ms);
     if (!members || !idx || a.oom) {
         seg__job_fail(j, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     } else {
@@ -248,30 +251,33 @@ static void seg__flush_index(seg_job *j, const seg_change *c)
     free(idx);
 }
 
+/* The change onto the stream, once per change id (seg_lua change). */
 static void seg__flush_xadd(seg_job *j, const seg_change *c)
 {
     seg_argv a = { 0 };
-    seg__argv_str(&a, "XADD");
-    seg__argv_str(&a, SEG_KEY_CHANGES);
-    seg__argv_str(&a, "MAXLEN");
-    seg__argv_str(&a, "~");
+    seg__argv_str(&a, c->cid);
     seg__argv_i64(&a, j->s->cfg.changes_maxlen);
-    seg__argv_str(&a, "*");
     const char *kv[][2] = { { "cid", c->cid }, { "seg", c->seg }, { "m", c->m },
-                            { "kind", c->kind }, { "ev", c->ev }, { "mid", c->mid } };
-    for (size_t i = 0; i < 3; i++) {
+                            { "kind", c->kind } };
+    for (size_t i = 0; i < 4; i++) {
         seg__argv_str(&a, kv[i][0]);
         seg__argv_str(&a, kv[i][1]);
     }
-    seg__argv_str(&a, kv[3][0]);
-    seg__argv_str(&a, kv[3][1]);
     seg__argv_str(&a, "at");
     seg__argv_i64(&a, c->at_ms);
-    for (size_t i = 4; i < 6; i++) {
-        seg__argv_str(&a, kv[i][0]);
-        seg__argv_str(&a, kv[i][1]);
+    seg__argv_str(&a, "ev");
+    seg__argv_str(&a, c->ev);
+    seg__argv_str(&a, "mid");
+    seg__argv_str(&a, c->mid);
+    if (a.oom) {
+        seg__job_fail(j, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        const char *keys[2] = { SEG_KEY_CHANGES, SEG_KEY_CHANGE_IDS };
+        size_t klen[2] = { strlen(keys[0]), strlen(keys[1]) };
+        j->pending++;
+        cdp_redis_eval(j->s->redis, j->s->scripts.change, seg__flushed_one, j, 2, keys, klen,
+                       (int)a.n, (const char **)a.v, a.len);
     }
-    seg__flush_cmd(j, &a, SEG_KEY_CHANGES);
     seg__argv_free(&a);
 }
 
@@ -313,8 +319,11 @@ static void seg__applied(redisReply *reply, const char *err, void *ud)
     j->pending = 1; /* held while issuing */
     for (size_t i = 0; i < j->nchanges; i++) {
         const seg_change *c = &j->changes[i];
-        /* a deleted segment keeps its history but gets no index back */
-        if (seg_defs_find(j->defs, c->seg) >= 0)
+        /* a deleted segment keeps its history but gets no index back; a
+         * segment this replica does not know yet (its snapshot is older
+         * than the stored definitions) is indexed all the same */
+        if (seg_defs_find(j->defs, c->seg) >= 0 ||
+            j->store_version != seg_defs_version(j->defs))
             seg__flush_index(j, c);
         seg__flush_xadd(j, c);
     }
@@ -350,12 +359,33 @@ static const seg_mem_state *seg__mem_find(const seg_job *j, const char *id)
     return NULL;
 }
 
-/* Adds the triple (segment, want, created) for the apply script. */
-static void seg__want(seg_argv *a, const char *id, const char *want, int64_t created)
+/* Adds the quadruple (segment, want, created, ev) for the apply script;
+ * ev NULL: the touch's events. */
+static void seg__want(seg_argv *a, const char *id, const char *want, int64_t created,
+                      const char *ev)
 {
     seg__argv_str(a, id);
     seg__argv_str(a, want);
     seg__argv_i64(a, created);
+    seg__argv_str(a, ev ? ev : "");
+}
+
+/* The events a rule reads, as a JSON array (malloc'd; NULL when it reads
+ * none or memory runs out). The cause of a change found while evaluating a
+ * profile against a segment its batch did not touch: the data came from
+ * events a concurrent batch applied, and that batch's own evaluation will
+ * find nothing left to change. */
+static char *seg__rule_events_json(const seg_def *d)
+{
+    const seg_dep *deps;
+    size_t n = seg_rule_deps(d->r, &deps);
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        if (deps[i].kind == SEG_DEP_EVENT)
+            json_array_append_new(arr, json_string(deps[i].name));
+    char *out = arr && json_array_size(arr) ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return out;
 }
 
 /* Fills sel for the job's mode. Returns 0, or -1 when the mode names a
@@ -421,6 +451,11 @@ static void seg__evaluate(seg_job *j)
         seg__job_done(j);
         return;
     }
+    /* A profile seen for the first time is evaluated against every
+     * segment; those its batch did not touch get their own cause. */
+    unsigned char *tsel = NULL;
+    if (!exit_all && j->mode == SEG_SEL_TOUCH && !j->seen && (tsel = calloc(n ? n : 1, 1)))
+        seg_defs_select(j->defs, j->touch, tsel);
     size_t triples = 0;
     j->next_due = INT64_MAX;
     for (size_t i = 0; i < n; i++) {
@@ -428,7 +463,7 @@ static void seg__evaluate(seg_job *j)
         if (exit_all) {
             const seg_mem_state *st = seg__mem_find(j, d->id);
             if (st && st->in) {
-                seg__want(&a, d->id, "0", st->created_ms);
+                seg__want(&a, d->id, "0", st->created_ms, NULL);
                 triples++;
             }
             continue;
@@ -442,19 +477,23 @@ static void seg__evaluate(seg_job *j)
             j->next_due = next;
         if (j->mode == SEG_SEL_ONE)
             j->res.matched = in;
-        seg__want(&a, d->id, in ? "1" : "0", d->created_ms);
+        char *own_ev = tsel && !tsel[i] ? seg__rule_events_json(d) : NULL;
+        seg__want(&a, d->id, in ? "1" : "0", d->created_ms, own_ev);
+        free(own_ev);
         triples++;
     }
     /* lazily forget memberships of deleted segments, but only when this
      * replica's snapshot is as new as the stored definitions */
     if (j->store_version == seg_defs_version(j->defs)) {
         for (size_t i = 0; i < j->nmem; i++)
-            if (seg_defs_find(j->defs, j->mem_seg[i]) < 0) {
-                seg__want(&a, j->mem_seg[i], "D", 0);
+            if (seg_defs_find(j->defs, j->mem_seg[i]) < 0 &&
+                (j->mem_st[i].in || j->mem_st[i].created_ms != 0)) { /* not yet dropped */
+                seg__want(&a, j->mem_seg[i], "D", 0, NULL);
                 triples++;
             }
     }
     free(sel);
+    free(tsel);
     if (triples == 0 && j->npending == 0 && j->seen && j->next_due == INT64_MAX &&
         !j->sched_claimed) {
         seg__argv_free(&a);

@@ -101,6 +101,11 @@ void seg_evaluate(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
     seg_svc *s = ud;
     if (seg__validate(call, req) != 0)
         return;
+    if (!s->defs_loaded) {
+        /* an empty snapshot would evaluate nothing: the caller retries */
+        cdp_rpc_fail(call, GRPC_STATUS_UNAVAILABLE, "segment definitions not loaded yet");
+        return;
+    }
     seg_batch *b = calloc(1, sizeof(*b));
     size_t n = req->n_profiles;
     if (b) {

@@ -15,6 +15,8 @@
  *   cdp:seg:{sched}:due               zset  master id, score = due ms
  *   cdp:seg:{sched}:lease             zset  master id, score = lease expiry ms
  *   cdp:seg:{changes}:log             stream of transitions (the change stream)
+ *   cdp:seg:{changes}:cids            zset  change id, score = its stream id's ms
+ *                                           (the newest MAXLEN: XADD once per id)
  * and, read only, profile's cdp:prf:{p:<m>} and cdp:prf:{p:<m>}:daily. */
 #ifndef SEG_KEYS_H
 #define SEG_KEYS_H
@@ -28,6 +30,7 @@
 #define SEG_KEY_SCHED_DUE "cdp:seg:{sched}:due"
 #define SEG_KEY_SCHED_LEASE "cdp:seg:{sched}:lease"
 #define SEG_KEY_CHANGES "cdp:seg:{changes}:log"
+#define SEG_KEY_CHANGE_IDS "cdp:seg:{changes}:cids"
 /* The field of a profile's mem hash that says segmentation has seen it. */
 #define SEG_MEM_SEEN_FIELD ":seen"
 

@@ -197,6 +197,9 @@ int seg_change_parse(const char *cid, size_t cidlen, const char *json, size_t le
         json_decref(o);
         return -1;
     }
+    json_t *created = json_object_get(o, "c");
+    if (created && seg__json_i64(created, &out->created_ms) != 0)
+        out->created_ms = 0;
     out->cid = strndup(cid, cidlen);
     out->seg = strdup(seg);
     out->m = strdup(m);

@@ -34,6 +34,7 @@ int seg_mem_parse(const char *s, size_t len, seg_mem_state *out);
 typedef struct {
     char *cid, *seg, *m, *kind, *ev, *mid;
     int64_t n, at_ms;
+    int64_t created_ms;      /* the segment's incarnation; 0 when not recorded */
 } seg_change;
 
 /* Parses a pending entry (cid field, JSON value). Returns 0 or -1. */

@@ -2,11 +2,14 @@
 #include "seg_lua.h"
 
 /* KEYS: mem, pending of one profile.
- * ARGV: now, master, ev (JSON array text), mid, n, then n triples
- *   (segment id, want, created): want "1"/"0" is the new result, "D" drops
- *   the segment's state (deleted segment). A stored state whose created
- *   stamp differs from `created` belongs to an older segment of the same id
- *   and counts as "not a member" (its transition counter goes on).
+ * ARGV: now, master, ev (JSON array text), mid, n, then n quadruples
+ *   (segment id, want, created, ev of this segment or "" for the common
+ *   one): want "1"/"0" is the new result, "D" drops
+ *   the segment's state (deleted segment) but keeps its transition counter
+ *   ("0:0:0:<n>:0"), so that a segment re-created with the same id never
+ *   reuses a change id. A stored state whose created stamp differs from
+ *   `created` belongs to an older segment of the same id and counts as
+ *   "not a member" (its transition counter goes on).
  * Writes each transition to mem and, keyed by its change id, to pending.
  * Returns {entered, exited, cid1, json1, ...}: the new transition counts
  * and every pending transition (new ones and any left by an earlier call). */
@@ -15,9 +18,14 @@ static const char seg__lua_apply[] =
     "local n = tonumber(ARGV[5])\n"
     "local entered, exited = 0, 0\n"
     "for i = 0, n - 1 do\n"
-    "  local seg, want, created = ARGV[6 + 3 * i], ARGV[7 + 3 * i], ARGV[8 + 3 * i]\n"
+    "  local seg, want, created = ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i]\n"
+    "  local sev = ARGV[9 + 4 * i]\n"
+    "  if sev == '' then sev = ev end\n"
     "  if want == 'D' then\n"
-    "    redis.call('HDEL', KEYS[1], seg)\n"
+    "    local cur = redis.call('HGET', KEYS[1], seg)\n"
+    "    local d = cur and string.match(cur, '^%d:%-?%d+:%-?%d+:(%d+):%-?%d+$')\n"
+    "    if d then redis.call('HSET', KEYS[1], seg, '0:0:0:' .. d .. ':0')\n"
+    "    else redis.call('HDEL', KEYS[1], seg) end\n"
     "  else\n"
     "    local cur = redis.call('HGET', KEYS[1], seg)\n"
     "    local inn, ent, ext, cnt = 0, '0', '0', 0\n"
@@ -42,7 +50,7 @@ static const char seg__lua_apply[] =
     "      redis.call('HSET', KEYS[1], seg, w .. ':' .. ent .. ':' .. ext .. ':' .. cnt .. ':' .. created)\n"
     "      local cid = seg .. ':' .. m .. ':' .. cnt\n"
     "      redis.call('HSET', KEYS[2], cid, cjson.encode({ seg = seg, m = m, n = cnt,\n"
-    "        k = kind, at = now, ev = ev, mid = mid }))\n"
+    "        k = kind, at = now, ev = sev, mid = mid, c = created }))\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -52,11 +60,24 @@ static const char seg__lua_apply[] =
     "for i = 1, #p do out[#out + 1] = p[i] end\n"
     "return out\n";
 
-/* KEYS: members, idx of one segment. ARGV: master, n, kind, at.
+/* KEYS: members, idx of one segment. ARGV: master, n, kind, at, created.
  * Applies transition n unless the index already holds n or a later one
- * (replays and concurrent flushes may come in any order). Returns 1 when
+ * (replays and concurrent flushes may come in any order). The idx field
+ * ":created" names the incarnation of the segment id the index belongs to:
+ * a transition of an older incarnation (a replica whose snapshot still has
+ * a deleted segment) is ignored, one of a newer incarnation starts the
+ * index afresh; created "0" (unknown) skips the check. Returns 1 when
  * applied, 0 when stale. */
 static const char seg__lua_index[] =
+    "local created = tonumber(ARGV[5])\n"
+    "if created and created ~= 0 then\n"
+    "  local inc = tonumber(redis.call('HGET', KEYS[2], ':created') or '')\n"
+    "  if inc ~= created then\n"
+    "    if inc and inc > created then return 0 end\n"
+    "    if inc then redis.call('DEL', KEYS[1], KEYS[2]) end\n"
+    "    redis.call('HSET', KEYS[2], ':created', ARGV[5])\n"
+    "  end\n"
+    "end\n"
     "local cur = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "local n = tonumber(ARGV[2])\n"
     "if cur then\n"
@@ -69,6 +90,20 @@ static const char seg__lua_index[] =
     "else\n"
     "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
     "end\n"
+    "return 1\n";
+
+/* KEYS: the change stream, its change-id index (zset cid -> stream id's ms).
+ * ARGV: cid, maxlen, then the entry's field/value pairs.
+ * XADDs the transition unless its change id is already indexed (a replay of
+ * a pending transition whose first flush reached the stream but not the
+ * HDEL, or two calls flushing the same pending entry), so each change id is
+ * on the stream once. The index keeps the newest `maxlen` ids, as many as
+ * the stream retains at least. Returns 1 when added, 0 when already there. */
+static const char seg__lua_change[] =
+    "if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end\n"
+    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))\n"
+    "redis.call('ZADD', KEYS[2], tonumber(string.match(id, '^(%d+)')), ARGV[1])\n"
+    "redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))\n"
     "return 1\n";
 
 /* KEYS: due, lease. ARGV: now, lease_ms, limit.
@@ -109,6 +144,19 @@ static const char seg__lua_def_del[] =
     "redis.call('INCR', KEYS[2])\n"
     "return 1\n";
 
+/* KEYS: members, idx of one segment. ARGV: created.
+ * A new incarnation of the segment id: empties the member index and records
+ * the incarnation, so a replica whose snapshot still holds a deleted
+ * segment of the same id cannot put members back into it. An index that
+ * already belongs to this incarnation (or a newer one) is left alone.
+ * Returns 1 when reset, 0 when not. */
+static const char seg__lua_index_reset[] =
+    "local inc = tonumber(redis.call('HGET', KEYS[2], ':created') or '')\n"
+    "if inc and inc >= tonumber(ARGV[1]) then return 0 end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "redis.call('HSET', KEYS[2], ':created', ARGV[1])\n"
+    "return 1\n";
+
 /* KEYS: bf. ARGV: version, total. Starts a PENDING backfill of `version`
  * unless one of the same or a newer version is recorded. Returns 1 or 0. */
 static const char seg__lua_bf_reset[] =
@@ -140,13 +188,16 @@ int seg_scripts_init(seg_scripts *s, cdp_redis *r)
 {
     s->apply = cdp_redis_script_add(r, "seg_apply", seg__lua_apply);
     s->index = cdp_redis_script_add(r, "seg_index", seg__lua_index);
+    s->change = cdp_redis_script_add(r, "seg_change", seg__lua_change);
     s->claim = cdp_redis_script_add(r, "seg_claim", seg__lua_claim);
     s->def_put = cdp_redis_script_add(r, "seg_def_put", seg__lua_def_put);
     s->def_del = cdp_redis_script_add(r, "seg_def_del", seg__lua_def_del);
     s->bf_reset = cdp_redis_script_add(r, "seg_bf_reset", seg__lua_bf_reset);
+    s->index_reset = cdp_redis_script_add(r, "seg_index_reset", seg__lua_index_reset);
     s->bf_step = cdp_redis_script_add(r, "seg_bf_step", seg__lua_bf_step);
     s->release = cdp_redis_script_add(r, "seg_release", seg__lua_release);
-    return s->apply && s->index && s->claim && s->def_put && s->def_del && s->bf_reset &&
+    return s->apply && s->index && s->change && s->claim && s->def_put && s->def_del &&
+                   s->bf_reset && s->index_reset &&
                    s->bf_step && s->release
                ? 0
                : -1;

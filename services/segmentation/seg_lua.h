@@ -8,9 +8,11 @@
 typedef struct {
     cdp_redis_script *apply;     /* membership transitions of one profile */
     cdp_redis_script *index;     /* one transition into a segment's member index */
+    cdp_redis_script *change;    /* one transition onto the change stream, once per change id */
     cdp_redis_script *claim;     /* scheduler: claim due profiles under a lease */
     cdp_redis_script *def_put;   /* create (expected "") or compare-and-set a definition */
     cdp_redis_script *def_del;   /* delete a definition */
+    cdp_redis_script *index_reset; /* a new incarnation: empty member index */
     cdp_redis_script *bf_reset;  /* start a backfill for a new version */
     cdp_redis_script *bf_step;   /* record backfill progress while holding the lease */
     cdp_redis_script *release;   /* delete a lease key if we still hold it */

@@ -375,6 +375,10 @@ void seg_get_memberships(cdp_rpc_call *call, const ProtobufCMessage *msg, void *
                      req->identifier->type[0] ? "value" : "type");
         return;
     }
+    if (!s->defs_loaded) {
+        cdp_rpc_fail(call, GRPC_STATUS_UNAVAILABLE, "segment definitions not loaded yet");
+        return;
+    }
     seg_mships *m = calloc(1, sizeof(*m));
     if (!m || (by_id && !(m->master = strdup(req->master_id)))) {
         free(m);

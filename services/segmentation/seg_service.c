@@ -87,6 +87,7 @@ static void seg__reload_finish(seg_reload *rl)
         if (d) {
             seg_defs_unref(s->defs);
             s->defs = d;
+            s->defs_loaded = 1;
             cdp_metrics_set("cdp_segmentation_segments", "", (double)rl->n);
             cdp_log(CDP_LOG_DEBUG, "definitions loaded", "{s:I,s:I}", "version",
                     (json_int_t)rl->version, "segments", (json_int_t)rl->n);
@@ -170,7 +171,7 @@ static void seg__version_reply(redisReply *reply, const char *err, void *ud)
         return;
     if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)
         return;
-    if (v != seg_defs_version(s->defs))
+    if (!s->defs_loaded || v != seg_defs_version(s->defs))
         seg_defs_reload(s);
     else
         seg_backfills_poll(s);
@@ -189,7 +190,8 @@ static void seg__reload_tick(uv_timer_t *t)
 static void seg__sched_timer(uv_timer_t *t)
 {
     seg_svc *s = t->data;
-    if (!s->stopping && cdp_redis_is_up(s->redis))
+    /* before the first load an empty snapshot would drop claimed work */
+    if (!s->stopping && s->defs_loaded && cdp_redis_is_up(s->redis))
         seg_sched_tick(s);
 }
 
@@ -273,6 +275,13 @@ int seg_service_init(cdp_service *svc)
             s->cfg.identity_addr, "clock_offset_file",
             s->cfg.clock_file ? s->cfg.clock_file : "");
     return 0;
+}
+
+void seg_service_redis_state(cdp_service *svc, int up)
+{
+    seg_svc *s = svc->state;
+    if (s && up && !s->stopping)
+        seg_defs_reload(s);
 }
 
 void seg_service_stop(cdp_service *svc, void (*done)(cdp_service *svc))

@@ -62,6 +62,7 @@ typedef struct seg_svc {
     seg_config cfg;
     seg_clock clock;
     seg_defs *defs;              /* current snapshot (never NULL after init) */
+    int defs_loaded;             /* the snapshot was read from Redis at least once */
     int reload_inflight, reload_again;
     uv_timer_t reload_timer, sched_timer;
     int sched_inflight;
@@ -76,6 +77,9 @@ int seg_config_read(seg_config *c);
 
 /* cdp_service_def hooks. */
 int seg_service_init(cdp_service *svc);
+/* Redis came up: (re)loads the definitions at once, without waiting for the
+ * next poll (until the first load Evaluate answers UNAVAILABLE). */
+void seg_service_redis_state(cdp_service *svc, int up);
 void seg_service_stop(cdp_service *svc, void (*done)(cdp_service *svc));
 void seg_service_destroy(cdp_service *svc);
 
