@@ -1,5 +1,6 @@
 /* act_core: the pure rules of activation (see act_core.h). */
 #include "act_core.h"
+#include "cdp_redis_status.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -283,16 +284,8 @@ out:
 
 static int act__parse_at(act_change *c, const char *s, size_t len, char *err, size_t errlen)
 {
-    char buf[32];
-    char *end;
-    if (len == 0 || len >= sizeof(buf)) {
-        snprintf(err, errlen, "at: must be milliseconds since the epoch");
-        return -1;
-    }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    long long v = strtoll(buf, &end, 10);
-    if (*end || v < 0) {
+    int64_t v;
+    if (cdp_parse_i64(s, len, &v) != 0 || v < 0) {
         snprintf(err, errlen, "at: must be milliseconds since the epoch");
         return -1;
     }

@@ -28,27 +28,6 @@ enum {
 
 /* ------------------------------------------------------------------ helpers */
 
-grpc_status_code act_redis_status(const redisReply *reply, const char *err, char *msg,
-                                  size_t msglen)
-{
-    if (err || !reply) {
-        snprintf(msg, msglen, "redis unavailable: %s", err ? err : "no reply");
-        return GRPC_STATUS_UNAVAILABLE;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        static const char *const transient[] = {"LOADING", "BUSY", "OOM", "TRYAGAIN",
-                                                "CLUSTERDOWN", "MASTERDOWN", "READONLY"};
-        for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
-            if (strncmp(reply->str, transient[i], strlen(transient[i])) == 0) {
-                snprintf(msg, msglen, "redis unavailable: %s", reply->str);
-                return GRPC_STATUS_UNAVAILABLE;
-            }
-        snprintf(msg, msglen, "redis error: %s", reply->str);
-        return GRPC_STATUS_INTERNAL;
-    }
-    msg[0] = '\0';
-    return GRPC_STATUS_OK;
-}
 
 int act_keys_make(const char *id, char *keys[ACT_KEY_COUNT], size_t lens[ACT_KEY_COUNT])
 {
@@ -141,7 +120,7 @@ static void act__put_done(redisReply *reply, const char *err, void *ud)
 {
     act_put *p = ud;
     char msg[ACT_ERR_MAX];
-    grpc_status_code code = act_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK)
         cdp_rpc_fail(p->call, code, "%s", msg);
     else if (reply->type != REDIS_REPLY_INTEGER)
@@ -245,7 +224,7 @@ static void act__update_read(redisReply *reply, const char *err, void *ud)
 {
     act_put *p = ud;
     char msg[ACT_ERR_MAX];
-    grpc_status_code code = act_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         cdp_rpc_fail(p->call, code, "%s", msg);
         act__put_free(p);
@@ -332,7 +311,7 @@ static void act__get_done(redisReply *reply, const char *err, void *ud)
 {
     act_read *r = ud;
     char msg[ACT_ERR_MAX];
-    grpc_status_code code = act_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         cdp_rpc_fail(r->call, code, "%s", msg);
     } else if (reply->type != REDIS_REPLY_STRING) {
@@ -407,7 +386,7 @@ static void act__list_done(redisReply *reply, const char *err, void *ud)
 {
     act_read *r = ud;
     char msg[ACT_ERR_MAX];
-    grpc_status_code code = act_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         cdp_rpc_fail(r->call, code, "%s", msg);
         free(r);
@@ -481,7 +460,7 @@ static void act__delete_done(redisReply *reply, const char *err, void *ud)
 {
     act_read *r = ud;
     char msg[ACT_ERR_MAX];
-    grpc_status_code code = act_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         cdp_rpc_fail(r->call, code, "%s", msg);
         free(r);
@@ -661,7 +640,7 @@ static void act__defs_read(redisReply *reply, const char *err, void *ud)
     act_svc *as = ud;
     char msg[ACT_ERR_MAX];
     long long version = as->loading_version;
-    if (act_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK) {
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK) {
         cdp_log(CDP_LOG_WARN, "cannot read the destinations", "{s:s}", "error", msg);
     } else if (!as->stopping) {
         size_t n;
@@ -684,7 +663,7 @@ static void act__version_read(redisReply *reply, const char *err, void *ud)
 {
     act_svc *as = ud;
     char msg[ACT_ERR_MAX];
-    if (act_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK || as->stopping) {
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK || as->stopping) {
         act__load_finished(as);
         return;
     }

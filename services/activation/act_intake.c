@@ -138,7 +138,7 @@ static void act__enqueued(redisReply *reply, const char *err, void *ud)
 {
     act_entry *e = ud;
     char msg[ACT_ERR_MAX];
-    if (act_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
         reply->type != REDIS_REPLY_INTEGER) {
         if (!e->failed)
             cdp_log(CDP_LOG_WARN, "cannot enqueue a delivery", "{s:s,s:s}", "change", e->c.cid,

@@ -114,7 +114,7 @@ static void act__finished(redisReply *reply, const char *err, void *ud)
     const char *dest = j->d->id;
     int ok = 0;
     char msg[ACT_ERR_MAX];
-    if (act_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
         reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
         /* the lease runs out and the delivery is taken again */
         cdp_log(CDP_LOG_WARN, "cannot record a delivery outcome", "{s:s,s:s}", "delivery", j->id,
@@ -314,7 +314,7 @@ static void act__claimed(redisReply *reply, const char *err, void *ud)
     char msg[ACT_ERR_MAX], token[ACT_TOKEN_MAX];
     d->claiming = 0;
     snprintf(token, sizeof(token), "%s", d->claim_token);
-    if (act_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
         reply->type != REDIS_REPLY_ARRAY) {
         if (!as->stopping)
             cdp_log(CDP_LOG_WARN, "cannot claim deliveries", "{s:s,s:s}", "destination", d->id,

@@ -75,7 +75,7 @@ static void act__got(redisReply *reply, const char *err, void *ud)
 {
     act_q *q = ud;
     char msg[ACT_ERR_MAX];
-    grpc_status_code code = act_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         cdp_rpc_fail(q->call, code, "%s", msg);
     } else if (reply->type != REDIS_REPLY_STRING) {
@@ -132,7 +132,7 @@ static void act__listed(redisReply *reply, const char *err, void *ud)
 {
     act_q *q = ud;
     char msg[ACT_ERR_MAX];
-    grpc_status_code code = act_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER) {
         cdp_rpc_fail(q->call, code != GRPC_STATUS_OK ? code : GRPC_STATUS_INTERNAL, "%s",
@@ -220,7 +220,7 @@ static void act__replayed(redisReply *reply, const char *err, void *ud)
 {
     act_q *q = ud;
     char msg[ACT_ERR_MAX];
-    grpc_status_code code = act_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK || reply->type != REDIS_REPLY_INTEGER) {
         cdp_rpc_fail(q->call, code != GRPC_STATUS_OK ? code : GRPC_STATUS_INTERNAL, "%s",
                      code != GRPC_STATUS_OK ? msg : "unexpected reply replaying dead letters");

@@ -19,6 +19,7 @@
 #ifndef ACT_SERVICE_H
 #define ACT_SERVICE_H
 
+#include "cdp_redis_status.h"
 #include <stdint.h>
 #include <uv.h>
 
@@ -170,9 +171,6 @@ void act_dest_close_all(act_svc *as);
  * with act_keys_free). Returns 0 or -1. */
 int act_keys_make(const char *id, char *keys[ACT_KEY_COUNT], size_t lens[ACT_KEY_COUNT]);
 void act_keys_free(char *keys[ACT_KEY_COUNT]);
-/* Maps a Redis reply or error to a gRPC status with a message. */
-grpc_status_code act_redis_status(const redisReply *reply, const char *err, char *msg,
-                                  size_t msglen);
 
 /* ---- act_intake.c */
 act_intake *act_intake_new(act_svc *as);

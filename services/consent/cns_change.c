@@ -48,7 +48,7 @@ static void cns__reply(redisReply *reply, const char *err, void *ud)
 {
     cns_change *ch = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code != GRPC_STATUS_OK) {
         cns__finish(ch, CNS_CHANGE_FAILED, code, msg, 0, NULL);
         return;

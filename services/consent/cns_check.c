@@ -163,7 +163,7 @@ static void cns__denial_recorded(redisReply *reply, const char *err, void *ud)
 {
     cns_check *c = ud;
     char msg[CNS_MSG_MAX];
-    if (cns_store_status(reply, err, msg, sizeof msg) == GRPC_STATUS_OK)
+    if (cdp_redis_status(reply, err, msg, sizeof msg) == GRPC_STATUS_OK)
         cns_count("denials_recorded_total", "", 1);
     else /* the denial stands; only its record is missing */
         cdp_log(CDP_LOG_ERROR, "cannot record a denial", "{s:s,s:s}", "master_id", c->master,
@@ -233,7 +233,7 @@ static void cns__suppression_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_check *c = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code != GRPC_STATUS_OK) {
         cns__check_fail(c, code, msg);
         return;
@@ -333,7 +333,7 @@ static void cns__merged_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_check *c = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code != GRPC_STATUS_OK) {
         cns__check_fail(c, code, msg);
     } else if (reply->type != REDIS_REPLY_STRING || ++c->hops > CNS_MAX_REDIRECTS) {
@@ -399,7 +399,7 @@ static void cns__consent_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_check *c = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code != GRPC_STATUS_OK) {
         cns__read_failed(c, code, msg);
     } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
@@ -423,7 +423,7 @@ static void cns__profile_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_check *c = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code != GRPC_STATUS_OK) {
         cns__read_failed(c, code, msg);
     } else if (reply->type != REDIS_REPLY_ARRAY) {

@@ -42,7 +42,7 @@ static void cns__fold_finish(cns_fold *f, grpc_status_code code, const char *msg
 static int cns__fold_check(cns_fold *f, const redisReply *reply, const char *err)
 {
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code == GRPC_STATUS_OK)
         return 0;
     cns__fold_finish(f, code, msg, 0);

@@ -1,6 +1,7 @@
 /* cns_merge: the fold order and the parse of a loser's consent hash (see
  * cns_merge.h). */
 #include "cns_merge.h"
+#include "cdp_redis_status.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -28,17 +29,10 @@ static int cns__is(const char *s, size_t len, const char *lit)
 /* A decimal time in ms, 0 .. CNS_TS_MAX_MS; -1 when malformed. */
 static int64_t cns__ms(const char *s, size_t len)
 {
-    char buf[CNS_NUM_MAX];
-    if (len == 0 || len >= sizeof buf)
+    int64_t v;
+    if (cdp_parse_i64(s, len, &v) != 0 || v < 0 || v > CNS_TS_MAX_MS)
         return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (errno || *end || v < 0 || v > CNS_TS_MAX_MS)
-        return -1;
-    return (int64_t)v;
+    return v;
 }
 
 /* Parses one entry field into out; 0, or -1 when it is not an entry of the

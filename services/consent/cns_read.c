@@ -104,7 +104,7 @@ static void cns__get_mark_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_get *g = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     g->mark_done = 1;
     if (code != GRPC_STATUS_OK)
         cns__get_fail(g, code, msg);
@@ -116,7 +116,7 @@ static void cns__get_state_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_get *g = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code != GRPC_STATUS_OK)
         cns__get_fail(g, code, msg);
     else if (reply->type != REDIS_REPLY_ARRAY || !g->mark_done)
@@ -305,7 +305,7 @@ static void cns__audit_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_audit *a = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code != GRPC_STATUS_OK) {
         cdp_rpc_fail(a->call, code, "%s", msg);
         cns__audit_free(a);

@@ -50,40 +50,7 @@ int cns_store_init(cns_store *s, cdp_redis *r)
     return (s->change && s->fold && s->suppress && s->list) ? 0 : -1;
 }
 
-/* Error replies that say "try again later" rather than "this is wrong". */
-static int cns__transient(const char *s)
-{
-    static const char *const prefixes[] = { "LOADING", "BUSY", "OOM", "TRYAGAIN",
-                                            "CLUSTERDOWN", "MASTERDOWN", "READONLY" };
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-        if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
-            return 1;
-    return 0;
-}
 
-grpc_status_code cns_store_status(const redisReply *reply, const char *err, char *msg,
-                                  size_t msglen)
-{
-    static const char unavailable[] = "redis unavailable";
-    if (err || !reply) {
-        const char *why = err ? err : "no reply";
-        if (strncmp(why, unavailable, sizeof(unavailable) - 1) == 0)
-            snprintf(msg, msglen, "%s", why);
-        else
-            snprintf(msg, msglen, "%s: %s", unavailable, why);
-        return GRPC_STATUS_UNAVAILABLE;
-    }
-    if (reply->type != REDIS_REPLY_ERROR) {
-        msg[0] = '\0';
-        return GRPC_STATUS_OK;
-    }
-    if (cns__transient(reply->str)) {
-        snprintf(msg, msglen, "%s: %s", unavailable, reply->str);
-        return GRPC_STATUS_UNAVAILABLE;
-    }
-    snprintf(msg, msglen, "redis error: %s", reply->str);
-    return GRPC_STATUS_INTERNAL;
-}
 
 /* ------------------------------------------------------------------ script calls */
 

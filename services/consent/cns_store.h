@@ -16,6 +16,7 @@
 #ifndef CNS_STORE_H
 #define CNS_STORE_H
 
+#include "cdp_redis_status.h"
 #include <stddef.h>
 #include <grpc/status.h>
 
@@ -87,11 +88,5 @@ int cns_reply_is(const redisReply *r, const char *s);
  * (cns_service.h; a cycle of tombstones). */
 int cns_redirect(const redisReply *survivor, int *hops, char **into, char *msg, size_t msglen);
 
-/* GRPC_STATUS_OK for a non-error reply; UNAVAILABLE ("redis unavailable:
- * ...") when Redis could not be reached or answered a transient error
- * (LOADING, BUSY, OOM, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, READONLY);
- * INTERNAL ("redis error: ...") otherwise. msg gets the message. */
-grpc_status_code cns_store_status(const redisReply *reply, const char *err, char *msg,
-                                  size_t msglen);
 
 #endif

@@ -107,7 +107,7 @@ static void cns__supp_recorded(redisReply *reply, const char *err, void *ud)
 {
     cns_supp *s = ud;
     char msg[CNS_MSG_MAX];
-    if (cns_store_status(reply, err, msg, sizeof msg) != GRPC_STATUS_OK)
+    if (cdp_redis_status(reply, err, msg, sizeof msg) != GRPC_STATUS_OK)
         /* the list changed and its own trail has the record */
         cdp_log(CDP_LOG_ERROR, "cannot record a suppression in the profile's audit trail",
                 "{s:s,s:s}", "master_id", s->master, "error", msg);
@@ -149,7 +149,7 @@ static void cns__supp_script_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_supp *s = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code != GRPC_STATUS_OK)
         cns__supp_error(s, code, msg);
     else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
@@ -312,7 +312,7 @@ static void cns__list_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_list *l = ud;
     char msg[CNS_MSG_MAX];
-    grpc_status_code code = cns_store_status(reply, err, msg, sizeof msg);
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
     if (code == GRPC_STATUS_OK &&
         (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
          reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[1]->type != REDIS_REPLY_ARRAY ||

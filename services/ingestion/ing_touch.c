@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdp_event.h"
+
 int ing_is_consent_event(const Cdp__V1__Event *ev)
 {
     return ev && ev->type == CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK && ev->event &&
@@ -29,21 +31,6 @@ size_t ing_consent_entries(const ing_batch *b, const size_t *idx, size_t n, size
     return k;
 }
 
-/* The name profile counts an event under: a track event's name, else the
- * type's (docs/profile.md). */
-static const char *ing__count_name(const Cdp__V1__Event *ev)
-{
-    switch (ev->type) {
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK: return ev->event;
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_IDENTIFY: return "identify";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_PAGE: return "page";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_SCREEN: return "screen";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_GROUP: return "group";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_ALIAS: return "alias";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_MESSAGE: return "message";
-    default: return NULL;
-    }
-}
 
 /* Adds s to the list (*v, *n) unless it is there. Returns 0 or -1. */
 static int ing__add_name(char ***v, size_t *n, const char *s)
@@ -118,7 +105,7 @@ static int ing__touch_entry(ing_touch_build *o, const ing_entry *e)
     const char *channel = ev->channel;
     if (ev->type == CDP__V1__EVENT_TYPE__EVENT_TYPE_MESSAGE && ev->message && ev->message->channel[0])
         channel = ev->message->channel;
-    if (ing__add_name(&t->events, &t->n_events, ing__count_name(ev)) != 0 ||
+    if (ing__add_name(&t->events, &t->n_events, cdp_event_count_name(ev)) != 0 ||
         ing__add_name(&t->channels, &t->n_channels, channel) != 0 || ing__add_traits(t, ev) != 0)
         return -1;
     if (ing__field(ev->properties, "revenue"))

@@ -183,7 +183,7 @@ static void prf__release(prf_batch *b)
 static int prf__check(prf_batch *b, const redisReply *reply, const char *err)
 {
     char msg[PRF_ERR_MAX];
-    grpc_status_code code = prf_store_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code == GRPC_STATUS_OK)
         return 0;
     prf__fail(b, code, msg);

@@ -1,5 +1,6 @@
 /* prf_event: validation and conversion of a ResolvedEvent (see prf_event.h). */
 #include "prf_event.h"
+#include "cdp_event.h"
 #include "prf_codec.h"
 
 #include <ctype.h>
@@ -49,19 +50,6 @@ void prf_ts_to_proto(int64_t ms, Google__Protobuf__Timestamp *t)
 
 /* ================================================================ names */
 
-const char *prf_type_name(Cdp__V1__EventType type)
-{
-    switch (type) {
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK: return "track";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_IDENTIFY: return "identify";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_PAGE: return "page";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_SCREEN: return "screen";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_GROUP: return "group";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_ALIAS: return "alias";
-    case CDP__V1__EVENT_TYPE__EVENT_TYPE_MESSAGE: return "message";
-    default: return NULL;
-    }
-}
 
 /* ========================================================== identifiers */
 
@@ -371,7 +359,7 @@ static int prf__check_event(const Cdp__V1__Event *ev, size_t i, prf_delta *d, ch
     const char *f = "events[%zu].event.%s: %s";
     if (prf__bad_id(ev->message_id))
         return prf__why(err, errlen, f, i, "message_id", "required, at most 1024 bytes");
-    const char *tname = prf_type_name(ev->type);
+    const char *tname = cdp_event_type_name(ev->type);
     if (!tname)
         return prf__why(err, errlen, f, i, "type", "required, a known EventType");
     int track = ev->type == CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK;

@@ -52,8 +52,6 @@ int prf_ts_from_proto(const Google__Protobuf__Timestamp *t, int64_t *ms);
 /* The inverse (milliseconds floor to seconds + nanos). */
 void prf_ts_to_proto(int64_t ms, Google__Protobuf__Timestamp *t);
 
-/* The count name for a non-track event type, or NULL for unknown types. */
-const char *prf_type_name(Cdp__V1__EventType type);
 
 /* Identifier encoding in the ids set: "<len(type)>:<type><value>", which
  * round-trips any type and value. Returns a malloc'd string or NULL. */

@@ -87,7 +87,7 @@ static void prf__read_reply(redisReply *reply, const char *err, void *ud)
     prf_get_slot *slot = ud;
     prf_get *g = slot->g;
     char msg[PRF_ERR_MAX];
-    grpc_status_code code = prf_store_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code == GRPC_STATUS_OK && prf_profile_load(&g->p, slot->key, reply) != 0) {
         code = GRPC_STATUS_INTERNAL;
         snprintf(msg, sizeof(msg), "malformed profile reply for %s", g->master);

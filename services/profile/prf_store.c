@@ -50,38 +50,4 @@ int prf_store_read_view(prf_store *s, const char *master, size_t timeline_limit,
     return n;
 }
 
-/* Error replies that say "try again later" rather than "this is wrong". */
-static int prf__transient(const char *s)
-{
-    static const char *const prefixes[] = { "LOADING", "BUSY", "OOM", "TRYAGAIN",
-                                            "CLUSTERDOWN", "MASTERDOWN", "READONLY" };
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-        if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
-            return 1;
-    return 0;
-}
 
-grpc_status_code prf_store_status(const redisReply *reply, const char *err, char *msg,
-                                  size_t msglen)
-{
-    if (err || !reply) {
-        static const char prefix[] = "redis unavailable";
-        const char *why = err ? err : "no reply";
-        /* the client's own text may already say so */
-        if (strncmp(why, prefix, sizeof(prefix) - 1) == 0)
-            snprintf(msg, msglen, "%s", why);
-        else
-            snprintf(msg, msglen, "%s: %s", prefix, why);
-        return GRPC_STATUS_UNAVAILABLE;
-    }
-    if (reply->type != REDIS_REPLY_ERROR) {
-        msg[0] = '\0';
-        return GRPC_STATUS_OK;
-    }
-    if (prf__transient(reply->str)) {
-        snprintf(msg, msglen, "redis unavailable: %s", reply->str);
-        return GRPC_STATUS_UNAVAILABLE;
-    }
-    snprintf(msg, msglen, "redis error: %s", reply->str);
-    return GRPC_STATUS_INTERNAL;
-}

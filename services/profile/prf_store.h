@@ -7,6 +7,7 @@
 #ifndef PRF_STORE_H
 #define PRF_STORE_H
 
+#include "cdp_redis_status.h"
 #include <grpc/status.h>
 #include "cdp_redis.h"
 #include "prf_codec.h"
@@ -36,12 +37,5 @@ void prf_store_eval(prf_store *s, cdp_redis_script *script, const char *master,
 int prf_store_read_view(prf_store *s, const char *master, size_t timeline_limit,
                         cdp_redis_cb cb, void *const ud[PRF_KEY_COUNT]);
 
-/* Classifies a script's outcome: GRPC_STATUS_OK when reply is a non-error
- * reply; UNAVAILABLE ("redis unavailable: ...") when Redis could not be
- * reached or answered a transient error (LOADING, BUSY, OOM, TRYAGAIN,
- * CLUSTERDOWN, MASTERDOWN, READONLY); INTERNAL ("redis error: ...") for any
- * other error reply. msg gets the message. */
-grpc_status_code prf_store_status(const redisReply *reply, const char *err, char *msg,
-                                  size_t msglen);
 
 #endif

@@ -146,7 +146,7 @@ static void seg__stepped(redisReply *reply, const char *err, void *ud)
 {
     seg_bf_run *r = ud;
     char msg[SEG_ERR_MAX];
-    if (seg_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
         reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
         /* lease lost or a newer version started: stop without touching it */
         seg__run_end(r, SEG_BF_TRYING);
@@ -221,7 +221,7 @@ static void seg__scanned(redisReply *reply, const char *err, void *ud)
 {
     seg_bf_run *r = ud;
     char msg[SEG_ERR_MAX];
-    if (seg_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
         reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -287,7 +287,7 @@ static void seg__progress_read(redisReply *reply, const char *err, void *ud)
 {
     seg_bf_run *r = ud;
     char msg[SEG_ERR_MAX];
-    if (seg_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
         seg_bf_status_load(&r->st, reply) != 0 || r->st.version != r->version) {
         seg__run_end(r, SEG_BF_TRYING);
         return;
@@ -326,7 +326,7 @@ static void seg__reset_done(redisReply *reply, const char *err, void *ud)
 {
     seg_bf_run *r = ud;
     char msg[SEG_ERR_MAX];
-    if (seg_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK) {
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK) {
         seg__run_end(r, SEG_BF_TRYING);
         return;
     }

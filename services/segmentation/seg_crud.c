@@ -100,7 +100,7 @@ static void seg__seg_msg(seg_seg_msg *out, const seg_def *d, seg_bf_status *bf, 
 static int seg__redis_failed(cdp_rpc_call *call, redisReply *reply, const char *err)
 {
     char msg[SEG_ERR_MAX];
-    grpc_status_code code = seg_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code == GRPC_STATUS_OK)
         return 0;
     cdp_rpc_fail(call, code, "%s", msg);
@@ -239,7 +239,7 @@ static void seg__answer_reply(redisReply *reply, const char *err, void *ud)
     seg_answer_slot *slot = ud;
     seg_answer *a = slot->a;
     char msg[SEG_ERR_MAX];
-    grpc_status_code code = seg_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code == GRPC_STATUS_OK) {
         if (slot->bf)
             seg_bf_status_load(&a->bf[slot->i], reply);
@@ -823,7 +823,7 @@ static void seg__bf_read_reply(redisReply *reply, const char *err, void *ud)
 {
     seg_bf_read *b = ud;
     char msg[SEG_ERR_MAX];
-    grpc_status_code code = seg_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         b->code = code;
         snprintf(b->msg, sizeof(b->msg), "%s", msg);

@@ -156,7 +156,7 @@ static void seg__job_fail(seg_job *j, grpc_status_code code, const char *msg)
 static int seg__job_ok(seg_job *j, redisReply *reply, const char *err)
 {
     char msg[SEG_ERR_MAX];
-    grpc_status_code code = seg_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK)
         seg__job_fail(j, code, msg);
     return code == GRPC_STATUS_OK;
@@ -572,7 +572,7 @@ static void seg__read_reply(redisReply *reply, const char *err, void *ud)
             break;
         case SEG_R_VERSION:
             if (reply->type == REDIS_REPLY_STRING)
-                bad = seg_parse_i64(reply->str, reply->len, &j->store_version);
+                bad = cdp_parse_i64(reply->str, reply->len, &j->store_version);
             break;
         default:
             break;

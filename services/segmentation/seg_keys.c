@@ -52,28 +52,4 @@ char *seg_known_key(unsigned shard)
     return seg__fmt2("cdp:seg:{known:", num, "}");
 }
 
-static int seg__transient(const char *s)
-{
-    static const char *const pre[] = { "LOADING", "BUSY", "OOM", "TRYAGAIN", "CLUSTERDOWN",
-                                       "MASTERDOWN", "READONLY", "NOSCRIPT" };
-    for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++)
-        if (strncmp(s, pre[i], strlen(pre[i])) == 0)
-            return 1;
-    return 0;
-}
 
-grpc_status_code seg_redis_status(const redisReply *reply, const char *err, char *msg,
-                                  size_t msglen)
-{
-    if (err || !reply) {
-        snprintf(msg, msglen, "redis unavailable: %s", err ? err : "no reply");
-        return GRPC_STATUS_UNAVAILABLE;
-    }
-    if (reply->type != REDIS_REPLY_ERROR) {
-        msg[0] = '\0';
-        return GRPC_STATUS_OK;
-    }
-    snprintf(msg, msglen, "redis %s: %s", seg__transient(reply->str) ? "unavailable" : "error",
-             reply->str);
-    return seg__transient(reply->str) ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INTERNAL;
-}

@@ -21,6 +21,7 @@
 #ifndef SEG_KEYS_H
 #define SEG_KEYS_H
 
+#include "cdp_redis_status.h"
 #include <stddef.h>
 #include <grpc/status.h>
 #include <hiredis/hiredis.h>
@@ -54,11 +55,5 @@ char *seg_skey(const char *id, int which);
 unsigned seg_known_shard(const char *master);
 char *seg_known_key(unsigned shard);
 
-/* Classifies a Redis outcome: OK for a non-error reply; UNAVAILABLE when
- * Redis could not be reached or answered a transient error (LOADING, BUSY,
- * OOM, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, READONLY, NOSCRIPT); INTERNAL
- * otherwise. msg gets the text. */
-grpc_status_code seg_redis_status(const redisReply *reply, const char *err, char *msg,
-                                  size_t msglen);
 
 #endif

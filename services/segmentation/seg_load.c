@@ -11,21 +11,6 @@
 
 enum { SEG_NUM_MAX = 40, SEG_NAME_BUF = 1024 };
 
-int seg_parse_i64(const char *s, size_t len, int64_t *out)
-{
-    char buf[SEG_NUM_MAX];
-    if (len == 0 || len >= sizeof(buf))
-        return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 static int seg__parse_double(const char *s, size_t len, double *out)
 {
@@ -86,25 +71,25 @@ int seg_profile_load_main(seg_profile *p, const redisReply *r, char **merged_int
             if (f->str[0] == 't') {
                 seg_profile_set_trait_json(p, name, val->str, val->len);
             } else if (f->str[0] == 'n') {
-                if (seg_parse_i64(val->str, val->len, &v) == 0)
+                if (cdp_parse_i64(val->str, val->len, &v) == 0)
                     seg_profile_set_count(p, name, v);
             } else if (f->str[0] == 'c') {
                 const char *colon = memchr(val->str, ':', val->len);
-                if (colon && seg_parse_i64(val->str, (size_t)(colon - val->str), &v) == 0)
+                if (colon && cdp_parse_i64(val->str, (size_t)(colon - val->str), &v) == 0)
                     seg_profile_set_channel(p, name, v);
             }
         } else if (seg__is(f, "total")) {
-            if (seg_parse_i64(val->str, val->len, &v) == 0)
+            if (cdp_parse_i64(val->str, val->len, &v) == 0)
                 seg_profile_set_total_events(p, v);
         } else if (seg__is(f, "revenue")) {
             double d;
             if (seg__parse_double(val->str, val->len, &d) == 0)
                 seg_profile_set_revenue(p, d);
         } else if (seg__is(f, "first_seen")) {
-            if (seg_parse_i64(val->str, val->len, &v) == 0)
+            if (cdp_parse_i64(val->str, val->len, &v) == 0)
                 first = v;
         } else if (seg__is(f, "last_seen")) {
-            if (seg_parse_i64(val->str, val->len, &v) == 0)
+            if (cdp_parse_i64(val->str, val->len, &v) == 0)
                 last = v;
         } else if (seg__is(f, "merged_into") && val->len) {
             if (!(*merged_into = strndup(val->str, val->len)))
@@ -125,15 +110,15 @@ int seg_profile_load_daily(seg_profile *p, const redisReply *r)
         int64_t day, v;
         if (f->len > 2 && f->str[0] == 'n' && f->str[1] == ':') {
             const char *colon = memchr(f->str + 2, ':', f->len - 2);
-            if (!colon || seg_parse_i64(f->str + 2, (size_t)(colon - f->str - 2), &day) != 0)
+            if (!colon || cdp_parse_i64(f->str + 2, (size_t)(colon - f->str - 2), &day) != 0)
                 continue;
             size_t off = (size_t)(colon + 1 - f->str);
             if (seg__name(f->str + off, f->len - off, name, sizeof(name)) == 0 &&
-                seg_parse_i64(val->str, val->len, &v) == 0)
+                cdp_parse_i64(val->str, val->len, &v) == 0)
                 seg_profile_add_day_count(p, name, day, v);
         } else if (f->len > 2 && f->str[0] == 'r' && f->str[1] == ':') {
             double d;
-            if (seg_parse_i64(f->str + 2, f->len - 2, &day) == 0 &&
+            if (cdp_parse_i64(f->str + 2, f->len - 2, &day) == 0 &&
                 seg__parse_double(val->str, val->len, &d) == 0)
                 seg_profile_add_day_revenue(p, day, d);
         }
@@ -147,7 +132,7 @@ int seg_mem_parse(const char *s, size_t len, seg_mem_state *out)
     size_t start = 0, k = 0;
     for (size_t i = 0; i <= len && k < 5; i++) {
         if (i == len || s[i] == ':') {
-            if (seg_parse_i64(s + start, i - start, &v[k++]) != 0)
+            if (cdp_parse_i64(s + start, i - start, &v[k++]) != 0)
                 return -1;
             start = i + 1;
         }
@@ -181,7 +166,7 @@ static int seg__json_i64(json_t *v, int64_t *out)
         return 0;
     }
     const char *s = json_string_value(v);
-    return s ? seg_parse_i64(s, strlen(s), out) : -1;
+    return s ? cdp_parse_i64(s, strlen(s), out) : -1;
 }
 
 int seg_change_parse(const char *cid, size_t cidlen, const char *json, size_t len,
@@ -237,7 +222,7 @@ int seg_bf_status_load(seg_bf_status *b, const redisReply *r)
         int done = 0;
         for (size_t k = 0; k < sizeof(nums) / sizeof(nums[0]) && !done; k++)
             if (seg__is(f, nums[k].name)) {
-                seg_parse_i64(v->str, v->len, (int64_t *)((char *)b + nums[k].off));
+                cdp_parse_i64(v->str, v->len, (int64_t *)((char *)b + nums[k].off));
                 done = 1;
             }
         if (done)

@@ -8,6 +8,7 @@
 #ifndef SEG_LOAD_H
 #define SEG_LOAD_H
 
+#include "cdp_redis_status.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <hiredis/hiredis.h>
@@ -42,8 +43,6 @@ int seg_change_parse(const char *cid, size_t cidlen, const char *json, size_t le
                      seg_change *out);
 void seg_change_clear(seg_change *c);
 
-/* Parses a decimal int64 of len bytes. Returns 0 or -1. */
-int seg_parse_i64(const char *s, size_t len, int64_t *out);
 
 #endif
 

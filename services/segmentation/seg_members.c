@@ -39,7 +39,7 @@ typedef struct {
 static int seg__req_ok(seg_req *q, redisReply *reply, const char *err)
 {
     char msg[SEG_ERR_MAX];
-    grpc_status_code code = seg_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK && q->code == GRPC_STATUS_OK) {
         q->code = code;
         snprintf(q->msg, sizeof(q->msg), "%s", msg);
@@ -117,7 +117,7 @@ static void seg__entered_reply(redisReply *reply, const char *err, void *ud)
         const redisReply *v = reply->element[i];
         const char *colon = v->type == REDIS_REPLY_STRING ? strchr(v->str, ':') : NULL;
         if (colon)
-            seg_parse_i64(colon + 1, strlen(colon + 1), &l->entered[i]);
+            cdp_parse_i64(colon + 1, strlen(colon + 1), &l->entered[i]);
     }
     seg__list_answer(l);
 }

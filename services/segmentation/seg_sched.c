@@ -42,7 +42,7 @@ static void seg__claimed(redisReply *reply, const char *err, void *ud)
     seg_sched_run *run = ud;
     seg_svc *s = run->s;
     char msg[SEG_ERR_MAX];
-    if (seg_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
         reply->type != REDIS_REPLY_ARRAY) {
         if (err == NULL)
             cdp_log(CDP_LOG_WARN, "scheduler claim failed", "{s:s}", "error", msg);

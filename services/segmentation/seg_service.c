@@ -110,11 +110,11 @@ static void seg__reload_reply(redisReply *reply, const char *err, void *ud)
 {
     seg_reload *rl = ud;
     char msg[SEG_ERR_MAX];
-    if (seg_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK) {
+    if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK) {
         rl->failed = 1;
     } else if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_NIL) {
         if (reply->type == REDIS_REPLY_STRING &&
-            seg_parse_i64(reply->str, reply->len, &rl->version) != 0)
+            cdp_parse_i64(reply->str, reply->len, &rl->version) != 0)
             rl->failed = 1;
     } else if (reply->type == REDIS_REPLY_ARRAY && !rl->defs) {
         size_t n = reply->elements / 2;
@@ -167,7 +167,7 @@ static void seg__version_reply(redisReply *reply, const char *err, void *ud)
     s->reload_inflight = 0;
     if (err || !reply || s->stopping)
         return;
-    if (reply->type == REDIS_REPLY_STRING && seg_parse_i64(reply->str, reply->len, &v) != 0)
+    if (reply->type == REDIS_REPLY_STRING && cdp_parse_i64(reply->str, reply->len, &v) != 0)
         return;
     if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)
         return;

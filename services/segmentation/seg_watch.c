@@ -138,7 +138,7 @@ static int seg__send_entry(seg_watcher *w, const char *id, const redisReply *fie
     Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     int64_t ms = 0;
     if (f[4])
-        seg_parse_i64(f[4], strlen(f[4]), &ms);
+        cdp_parse_i64(f[4], strlen(f[4]), &ms);
     at.seconds = ms / 1000;
     at.nanos = (int32_t)(ms % 1000) * 1000000;
     mc.change_id = (char *)f[0];
@@ -197,7 +197,7 @@ static void seg__range_reply(redisReply *reply, const char *err, void *ud)
         return;
     }
     char msg[SEG_ERR_MAX];
-    grpc_status_code code = seg_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK || reply->type != REDIS_REPLY_ARRAY) {
         seg__watcher_end(w, code != GRPC_STATUS_OK ? code : GRPC_STATUS_INTERNAL,
                          code != GRPC_STATUS_OK ? msg : "malformed stream reply");
@@ -366,7 +366,7 @@ static void seg__exists_reply(redisReply *reply, const char *err, void *ud)
         return;
     }
     char msg[SEG_ERR_MAX];
-    grpc_status_code code = seg_redis_status(reply, err, msg, sizeof(msg));
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         seg__watcher_end(w, code, msg);
         return;

@@ -321,14 +321,14 @@ static void test_parse_i64_and_clock(void **state)
 {
     (void)state;
     int64_t v;
-    assert_int_equal(seg_parse_i64("-42", 3, &v), 0);
+    assert_int_equal(cdp_parse_i64("-42", 3, &v), 0);
     assert_int_equal(v, -42);
-    assert_int_equal(seg_parse_i64("9223372036854775807", 19, &v), 0);
+    assert_int_equal(cdp_parse_i64("9223372036854775807", 19, &v), 0);
     assert_int_equal(v, INT64_MAX);
-    assert_int_equal(seg_parse_i64("9223372036854775808", 19, &v), -1);
-    assert_int_equal(seg_parse_i64("12x", 3, &v), -1);
-    assert_int_equal(seg_parse_i64("", 0, &v), -1);
-    assert_int_equal(seg_parse_i64("123456", 3, &v), 0);
+    assert_int_equal(cdp_parse_i64("9223372036854775808", 19, &v), -1);
+    assert_int_equal(cdp_parse_i64("12x", 3, &v), -1);
+    assert_int_equal(cdp_parse_i64("", 0, &v), -1);
+    assert_int_equal(cdp_parse_i64("123456", 3, &v), 0);
     assert_int_equal(v, 123);
 
     assert_int_equal(seg_clock_parse("2678400000\n", 11, &v), 0);
@@ -384,22 +384,22 @@ static void test_redis_status(void **state)
     (void)state;
     char msg[SEG_ERR_MAX];
     redisReply ok = { .type = REDIS_REPLY_NIL };
-    assert_int_equal(seg_redis_status(&ok, NULL, msg, sizeof msg), GRPC_STATUS_OK);
+    assert_int_equal(cdp_redis_status(&ok, NULL, msg, sizeof msg), GRPC_STATUS_OK);
     assert_string_equal(msg, "");
-    assert_int_equal(seg_redis_status(NULL, "connection refused", msg, sizeof msg),
+    assert_int_equal(cdp_redis_status(NULL, "connection refused", msg, sizeof msg),
                      GRPC_STATUS_UNAVAILABLE);
     assert_non_null(strstr(msg, "connection refused"));
-    assert_int_equal(seg_redis_status(NULL, NULL, msg, sizeof msg), GRPC_STATUS_UNAVAILABLE);
+    assert_int_equal(cdp_redis_status(NULL, NULL, msg, sizeof msg), GRPC_STATUS_UNAVAILABLE);
     static const char *const transient[] = { "LOADING Redis is loading", "BUSY script", "OOM x",
                                              "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN",
                                              "READONLY You can't write", "NOSCRIPT No matching" };
     for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
         redisReply e = { .type = REDIS_REPLY_ERROR, .str = (char *)transient[i],
                          .len = strlen(transient[i]) };
-        assert_int_equal(seg_redis_status(&e, NULL, msg, sizeof msg), GRPC_STATUS_UNAVAILABLE);
+        assert_int_equal(cdp_redis_status(&e, NULL, msg, sizeof msg), GRPC_STATUS_UNAVAILABLE);
     }
     redisReply e = { .type = REDIS_REPLY_ERROR, .str = (char *)"WRONGTYPE Operation", .len = 19 };
-    assert_int_equal(seg_redis_status(&e, NULL, msg, sizeof msg), GRPC_STATUS_INTERNAL);
+    assert_int_equal(cdp_redis_status(&e, NULL, msg, sizeof msg), GRPC_STATUS_INTERNAL);
     assert_non_null(strstr(msg, "WRONGTYPE"));
 }
 
