@@ -71,7 +71,7 @@ static void seg__argv_free(seg_argv *a)
 /* ------------------------------------------------------------------ job */
 
 enum { SEG_R_MAIN = 0, SEG_R_DAILY, SEG_R_MEM, SEG_R_PENDING, SEG_R_VERSION, SEG_R_KNOWN,
-       SEG_R_COUNT };
+       SEG_R_MERGED, SEG_R_COUNT };
 
 typedef struct seg_job seg_job;
 
@@ -100,6 +100,7 @@ struct seg_job {
     seg_mem_state *mem_st;
     size_t nmem;
     int seen;
+    int profile_read;        /* the second round (main and daily hashes) was issued */
     size_t npending;
     int64_t store_version;
     /* flush */
@@ -551,6 +552,8 @@ static int seg__load_mem(seg_job *j, const redisReply *r)
     return 0;
 }
 
+static void seg__read_done(seg_job *j);
+
 static void seg__read_reply(redisReply *reply, const char *err, void *ud)
 {
     seg_slot *slot = ud;
@@ -574,6 +577,11 @@ static void seg__read_reply(redisReply *reply, const char *err, void *ud)
             if (reply->type == REDIS_REPLY_STRING)
                 bad = cdp_parse_i64(reply->str, reply->len, &j->store_version);
             break;
+        case SEG_R_MERGED:
+            if (reply->type == REDIS_REPLY_STRING && reply->len && !j->merged_into &&
+                !(j->merged_into = strndup(reply->str, reply->len)))
+                bad = 1;
+            break;
         default:
             break;
         }
@@ -581,7 +589,7 @@ static void seg__read_reply(redisReply *reply, const char *err, void *ud)
             seg__job_fail(j, GRPC_STATUS_INTERNAL, "malformed reply while reading a profile");
     }
     if (--j->pending == 0)
-        seg__evaluate(j);
+        seg__read_done(j);
 }
 
 static void seg__read_cmd(seg_job *j, int which, const char *key, int argc, const char **argv)
@@ -593,6 +601,44 @@ static void seg__read_cmd(seg_job *j, int which, const char *key, int argc, cons
     j->pending++;
     cdp_redis_command(j->s->redis, key, strlen(key), seg__read_reply, &j->slots[which], argc,
                       argv, len);
+}
+
+/* 1 when the job's evaluation reads the profile: some segment is to be
+ * evaluated. A seen profile whose batch touched nothing any segment reads
+ * (most batches: page views against purchase segments) costs four small
+ * reads and no profile read. */
+static int seg__needs_profile(seg_job *j)
+{
+    size_t n = seg_defs_count(j->defs);
+    if (j->res.code != GRPC_STATUS_OK || n == 0 || j->merged_into ||
+        j->mode == SEG_SEL_EXIT_ALL)
+        return 0;
+    if (j->mode != SEG_SEL_TOUCH || !j->seen)
+        return 1;
+    unsigned char *sel = calloc(n, 1);
+    if (!sel)
+        return 1;
+    size_t k = seg_defs_select(j->defs, j->touch, sel);
+    free(sel);
+    return k > 0;
+}
+
+/* First round answered (membership, pending, version, tombstone): read the
+ * profile when something is to be evaluated, then evaluate. */
+static void seg__read_done(seg_job *j)
+{
+    if (j->profile_read || !seg__needs_profile(j)) {
+        seg__evaluate(j);
+        return;
+    }
+    j->profile_read = 1;
+    j->pending = 1;
+    const char *main_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_MAIN] };
+    const char *daily_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_DAILY] };
+    seg__read_cmd(j, SEG_R_MAIN, j->pkeys[SEG_PKEY_MAIN], 2, main_argv);
+    seg__read_cmd(j, SEG_R_DAILY, j->pkeys[SEG_PKEY_DAILY], 2, daily_argv);
+    if (--j->pending == 0)
+        seg__evaluate(j);
 }
 
 void seg_eval_profile(seg_svc *s, const seg_eval_target *t, seg_eval_cb cb, void *ud)
@@ -629,13 +675,11 @@ void seg_eval_profile(seg_svc *s, const seg_eval_target *t, seg_eval_cb cb, void
     }
     /* held at 1 while issuing, so replies failing at once cannot finish it */
     j->pending = 1;
-    const char *main_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_MAIN] };
-    const char *daily_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_DAILY] };
     const char *mem_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_MEM] };
     const char *pend_argv[] = { "HLEN", j->pkeys[SEG_PKEY_PENDING] };
     const char *ver_argv[] = { "GET", SEG_KEY_DEFS_VERSION };
-    seg__read_cmd(j, SEG_R_MAIN, j->pkeys[SEG_PKEY_MAIN], 2, main_argv);
-    seg__read_cmd(j, SEG_R_DAILY, j->pkeys[SEG_PKEY_DAILY], 2, daily_argv);
+    const char *merged_argv[] = { "HGET", j->pkeys[SEG_PKEY_MAIN], "merged_into" };
+    seg__read_cmd(j, SEG_R_MERGED, j->pkeys[SEG_PKEY_MAIN], 3, merged_argv);
     seg__read_cmd(j, SEG_R_MEM, j->pkeys[SEG_PKEY_MEM], 2, mem_argv);
     seg__read_cmd(j, SEG_R_PENDING, j->pkeys[SEG_PKEY_PENDING], 2, pend_argv);
     seg__read_cmd(j, SEG_R_VERSION, SEG_KEY_DEFS_VERSION, 2, ver_argv);
@@ -645,5 +689,5 @@ void seg_eval_profile(seg_svc *s, const seg_eval_target *t, seg_eval_cb cb, void
     }
     free(known);
     if (--j->pending == 0)
-        seg__evaluate(j);
+        seg__read_done(j);
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_crash.sh BUILD_DIR: the crash test. A private Redis (AOF,
-# appendfsync always) and the three services; a load generator
+# appendfsync always) and all six services; a load generator
 # (tests/interop/scenarios/crash_load.js) ingests continuously and records
-# every acknowledged message id. Mid-load, ingestion, identity and profile
-# are each killed with SIGKILL and restarted (after an outage long enough
+# every acknowledged message id. Mid-load, ingestion, identity, profile,
+# consent and segmentation (the pipeline's steps) and activation are each
+# killed with SIGKILL and restarted (after an outage long enough
 # for a backlog, then again at once), and Redis is shut down and started
 # again on the same data folder. The load generator retries failed
 # batches with the same message ids. After the load stops and the pipeline
@@ -21,12 +22,14 @@ CLAIM_IDLE_MS=1000
 
 itest_init crash "${1:-}"
 itest_require_node
-itest_require_bins identity profile ingestion
+itest_require_bins identity profile consent segmentation activation ingestion
 
 start_redis crash aof
 redis=$(redis_addr crash)
-start_stack "$redis" CDP_PIPELINE_CLAIM_IDLE_MS=$CLAIM_IDLE_MS
-wait_healthy identity profile ingestion
+ALL="identity profile consent segmentation activation ingestion"
+start_suite "$redis" CDP_PIPELINE_CLAIM_IDLE_MS=$CLAIM_IDLE_MS
+# shellcheck disable=SC2086
+wait_healthy $ALL
 export CDP_TEST_INGESTION_ADDR=$ING_ADDR CDP_TEST_PROFILE_ADDR=$PRF_ADDR
 scenarios=$ITEST_INTEROP/scenarios
 
@@ -72,9 +75,9 @@ restart_service ingestion
 wait_healthy ingestion
 more_acks "after ingestion was killed"
 
-# Identity and profile: ingestion keeps acknowledging while the pipeline
-# behind it is down; the backlog must drain after the restart.
-for svc in identity profile; do
+# The services behind ingestion: it keeps acknowledging while a pipeline
+# step is down; the backlog must drain after the restart.
+for svc in identity profile consent segmentation activation; do
   kill_service "$svc"
   more_acks "while $svc is down"
   restart_service "$svc"
@@ -84,7 +87,7 @@ done
 
 # And a quick kill and restart of each, so that calls cut off mid-flight are
 # retried against the new process (a retry must carry the whole request).
-for svc in identity profile ingestion; do
+for svc in identity profile consent segmentation ingestion; do
   kill_service "$svc"
   restart_service "$svc"
   wait_healthy "$svc"
@@ -96,7 +99,8 @@ f=$(failures)
 redis_down crash
 wait_progress "failed attempts while Redis is down" failures $((f + 1)) "$ERRORS_TIMEOUT_S"
 redis_up crash
-wait_healthy identity profile ingestion
+# shellcheck disable=SC2086
+wait_healthy $ALL
 more_acks "after Redis restarted"
 
 kill -TERM "$load_pid"
