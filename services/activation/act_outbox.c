@@ -313,13 +313,15 @@ static void act__claimed(redisReply *reply, const char *err, void *ud)
     act_svc *as = d->as;
     char msg[ACT_ERR_MAX], token[ACT_TOKEN_MAX];
     d->claiming = 0;
+    uint64_t again = d->rekick ? 0 : (uint64_t)as->cfg.poll_ms;
+    d->rekick = 0;
     snprintf(token, sizeof(token), "%s", d->claim_token);
     if (cdp_redis_status(reply, err, msg, sizeof(msg)) != GRPC_STATUS_OK ||
         reply->type != REDIS_REPLY_ARRAY) {
         if (!as->stopping)
             cdp_log(CDP_LOG_WARN, "cannot claim deliveries", "{s:s,s:s}", "destination", d->id,
                     "error", reply ? "unexpected reply" : msg);
-        act_outbox_kick(d, (uint64_t)as->cfg.poll_ms);
+        act_outbox_kick(d, again);
         act_dest_release_if_gone(d);
         act_service_maybe_stopped(as);
         return;
@@ -344,7 +346,7 @@ static void act__claimed(redisReply *reply, const char *err, void *ud)
         }
     }
     /* a full claim suggests more are due */
-    act_outbox_kick(d, n > 0 && (int)n >= d->claim_max ? 0 : (uint64_t)as->cfg.poll_ms);
+    act_outbox_kick(d, n > 0 && (int)n >= d->claim_max ? 0 : again);
     act_dest_release_if_gone(d);
     act_service_maybe_stopped(as);
 }
@@ -353,7 +355,13 @@ static void act__claim(act_dest *d)
 {
     act_svc *as = d->as;
     const Cdp__V1__Destination *def = d->def;
-    if (d->claiming || d->gone || as->stopping || !as->redis_up)
+    if (d->claiming) {
+        /* an enqueue or a finished job while a claim is out: its answer
+         * may predate the new delivery, so claim again right after it */
+        d->rekick = 1;
+        return;
+    }
+    if (d->gone || as->stopping || !as->redis_up)
         return;
     int room = def->max_in_flight - d->in_flight;
     if (room <= 0)

@@ -66,6 +66,7 @@ struct act_dest {
     size_t keylens[ACT_KEY_COUNT];
     uv_timer_t timer;            /* the next claim */
     int claiming;                /* a claim script is outstanding */
+    int rekick;                  /* a kick came while claiming: claim again at once */
     int in_flight;               /* jobs claimed and not finished */
     int gone;                    /* deleted: free when idle */
     int seen;                    /* present in the catalogue being loaded */
