@@ -20,7 +20,7 @@
  * starts its own Redis on port 6401 (ITEST_IDENTITY_REDIS_PORT overrides);
  * with --redis (e.g. the seed of a Redis Cluster) it uses that one and skips
  * the Redis-down and staged-crash tests. The two identity replicas listen on
- * 50182 and 50183, metrics on 9282 and 9283 (ITEST_IDENTITY_PORTS=a,b,c,d
+ * 21182 and 21183, metrics on 21282 and 21283 (ITEST_IDENTITY_PORTS=a,b,c,d
  * overrides the four, so that parallel runs on one machine do not collide).
  * Prints "N passed, M failed"; exits 1 on any failure. */
 #include <arpa/inet.h>
@@ -43,10 +43,10 @@
 #include "itest_util.h"
 
 #define DEFAULT_REDIS_PORT 6401
-#define DEFAULT_IDN_PORT 50182
-#define DEFAULT_IDN2_PORT 50183 /* a second replica, so that concurrent */
-#define DEFAULT_IDN_METRICS_PORT 9282 /* resolutions race across processes */
-#define DEFAULT_IDN2_METRICS_PORT 9283
+#define DEFAULT_IDN_PORT 21182
+#define DEFAULT_IDN2_PORT 21183 /* a second replica, so that concurrent */
+#define DEFAULT_IDN_METRICS_PORT 21282 /* resolutions race across processes */
+#define DEFAULT_IDN2_METRICS_PORT 21283
 #define ADDR_LEN 32
 #define CALL_DEADLINE_MS 10000
 #define CONCURRENT_CALLS 50

@@ -15,8 +15,8 @@
  * directory this program lives in (the build directory); identity and
  * profile are used when both are there.
  *
- * Ports: Redis 6421, ingestion 50161 (metrics 9261), identity 50162 (9262),
- * profile 50163 (9263); ITEST_REDIS_PORT, ITEST_GRPC_PORT (ingestion; +1,
+ * Ports: Redis 6421, ingestion 21161 (metrics 21261), identity 21162 (21262),
+ * profile 21163 (21263); ITEST_REDIS_PORT, ITEST_GRPC_PORT (ingestion; +1,
  * +2 for identity, profile) and ITEST_METRICS_PORT move them. Prints
  * "N passed, M failed"; exits 1 on any failure. */
 #include <errno.h>
@@ -39,8 +39,8 @@
 #include "itest_util.h"
 
 #define DEFAULT_REDIS_PORT 6421
-#define DEFAULT_GRPC_PORT 50161    /* ingestion; identity +1, profile +2 */
-#define DEFAULT_METRICS_PORT 9261  /* likewise */
+#define DEFAULT_GRPC_PORT 21161    /* ingestion; identity +1, profile +2 */
+#define DEFAULT_METRICS_PORT 21261  /* likewise */
 #define ADDR_BUFSZ 32
 #define STREAM "cdp:ing:{log:0}:events"
 #define DEAD "cdp:ing:{log:0}:dead"
