@@ -9,6 +9,8 @@
 #define CDP_UNAVAILABLE_PREFIX "redis unavailable"
 /* Longest decimal int64 with sign, and a NUL. */
 #define CDP_I64_BUFSZ 24
+/* Room for the prefix and a Redis error line. */
+#define CDP_REDIS_STATUS_MSG_BUFSZ 512
 
 static int cdp__transient(const char *s)
 {
@@ -42,6 +44,16 @@ grpc_status_code cdp_redis_status(const redisReply *reply, const char *err, char
     }
     snprintf(msg, msglen, "redis error: %s", reply->str);
     return GRPC_STATUS_INTERNAL;
+}
+
+int cdp_rpc_fail_redis(cdp_rpc_call *c, const redisReply *reply, const char *err)
+{
+    char msg[CDP_REDIS_STATUS_MSG_BUFSZ];
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
+    if (code == GRPC_STATUS_OK)
+        return 0;
+    cdp_rpc_fail(c, code, "%s", msg);
+    return 1;
 }
 
 int cdp_parse_i64(const char *s, size_t len, int64_t *out)

@@ -223,10 +223,7 @@ void act_create_destination(cdp_rpc_call *call, const ProtobufCMessage *msg, voi
 static void act__update_read(redisReply *reply, const char *err, void *ud)
 {
     act_put *p = ud;
-    char msg[ACT_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK) {
-        cdp_rpc_fail(p->call, code, "%s", msg);
+    if (cdp_rpc_fail_redis(p->call, reply, err)) {
         act__put_free(p);
         return;
     }
@@ -385,10 +382,7 @@ static void act__free_all_msgs(Cdp__V1__Destination **v, size_t n)
 static void act__list_done(redisReply *reply, const char *err, void *ud)
 {
     act_read *r = ud;
-    char msg[ACT_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK) {
-        cdp_rpc_fail(r->call, code, "%s", msg);
+    if (cdp_rpc_fail_redis(r->call, reply, err)) {
         free(r);
         return;
     }
@@ -459,10 +453,7 @@ static void act__ignore(redisReply *reply, const char *err, void *ud)
 static void act__delete_done(redisReply *reply, const char *err, void *ud)
 {
     act_read *r = ud;
-    char msg[ACT_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK) {
-        cdp_rpc_fail(r->call, code, "%s", msg);
+    if (cdp_rpc_fail_redis(r->call, reply, err)) {
         free(r);
         return;
     }

@@ -97,16 +97,6 @@ static void seg__seg_msg(seg_seg_msg *out, const seg_def *d, seg_bf_status *bf, 
 }
 
 /* Answers a failed Redis outcome; returns 1 when it did. */
-static int seg__redis_failed(cdp_rpc_call *call, redisReply *reply, const char *err)
-{
-    char msg[SEG_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code == GRPC_STATUS_OK)
-        return 0;
-    cdp_rpc_fail(call, code, "%s", msg);
-    return 1;
-}
-
 static void seg__rule_error(cdp_rpc_call *call, const char *field, const seg_rule_error *e)
 {
     if (e->line > 0)
@@ -344,7 +334,7 @@ static void seg__write_answer(seg_write *w)
 static void seg__bf_reset_done(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
-    if (seg__redis_failed(w->call, reply, err)) {
+    if (cdp_rpc_fail_redis(w->call, reply, err)) {
         seg__write_free(w);
         return;
     }
@@ -376,7 +366,7 @@ static void seg__bf_reset(seg_write *w)
 static void seg__index_reset_done(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
-    if (seg__redis_failed(w->call, reply, err)) {
+    if (cdp_rpc_fail_redis(w->call, reply, err)) {
         seg__write_free(w);
         return;
     }
@@ -410,7 +400,7 @@ static void seg__index_reset(seg_write *w)
 static void seg__put_done(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
-    if (seg__redis_failed(w->call, reply, err)) {
+    if (cdp_rpc_fail_redis(w->call, reply, err)) {
         seg__write_free(w);
         return;
     }
@@ -525,7 +515,7 @@ static void seg__update_read(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
     const Cdp__V1__UpdateSegmentRequest *req = w->upd;
-    if (seg__redis_failed(w->call, reply, err)) {
+    if (cdp_rpc_fail_redis(w->call, reply, err)) {
         seg__write_free(w);
         return;
     }
@@ -609,10 +599,27 @@ static void seg__read_free(seg_read *r)
     free(r);
 }
 
+/* A read of the segment `id` for call: checks the id, then allocates.
+ * NULL after answering the call (bad id, out of memory). */
+static seg_read *seg__read_new(cdp_rpc_call *call, void *ud, const char *id)
+{
+    if (seg__check_id(call, "id", id) != 0)
+        return NULL;
+    seg_read *r = calloc(1, sizeof(*r));
+    if (!r || !(r->id = strdup(id))) {
+        free(r);
+        cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    r->s = ud;
+    r->call = call;
+    return r;
+}
+
 static void seg__get_reply(redisReply *reply, const char *err, void *ud)
 {
     seg_read *r = ud;
-    if (seg__redis_failed(r->call, reply, err)) {
+    if (cdp_rpc_fail_redis(r->call, reply, err)) {
         seg__read_free(r);
         return;
     }
@@ -632,16 +639,9 @@ static void seg__get_reply(redisReply *reply, const char *err, void *ud)
 void seg_get_segment(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     const Cdp__V1__GetSegmentRequest *req = (const Cdp__V1__GetSegmentRequest *)msg;
-    if (seg__check_id(call, "id", req->id) != 0)
+    seg_read *r = seg__read_new(call, ud, req->id);
+    if (!r)
         return;
-    seg_read *r = calloc(1, sizeof(*r));
-    if (!r || !(r->id = strdup(req->id))) {
-        free(r);
-        cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    r->s = ud;
-    r->call = call;
     cdp_redis_commandf(r->s->redis, SEG_KEY_DEFS, seg__get_reply, r, "HGET %s %s", SEG_KEY_DEFS,
                        req->id);
 }
@@ -654,7 +654,7 @@ static int seg__def_id_cmp(const void *a, const void *b)
 static void seg__list_reply(redisReply *reply, const char *err, void *ud)
 {
     seg_read *r = ud;
-    if (seg__redis_failed(r->call, reply, err)) {
+    if (cdp_rpc_fail_redis(r->call, reply, err)) {
         seg__read_free(r);
         return;
     }
@@ -717,7 +717,7 @@ void seg_list_segments(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud
 static void seg__delete_index_done(redisReply *reply, const char *err, void *ud)
 {
     seg_read *r = ud;
-    if (!seg__redis_failed(r->call, reply, err)) {
+    if (!cdp_rpc_fail_redis(r->call, reply, err)) {
         Cdp__V1__DeleteSegmentResponse resp = CDP__V1__DELETE_SEGMENT_RESPONSE__INIT;
         resp.deleted = 1;
         cdp_rpc_reply(r->call, &resp.base);
@@ -728,7 +728,7 @@ static void seg__delete_index_done(redisReply *reply, const char *err, void *ud)
 static void seg__delete_done(redisReply *reply, const char *err, void *ud)
 {
     seg_read *r = ud;
-    if (seg__redis_failed(r->call, reply, err)) {
+    if (cdp_rpc_fail_redis(r->call, reply, err)) {
         seg__read_free(r);
         return;
     }
@@ -757,16 +757,9 @@ static void seg__delete_done(redisReply *reply, const char *err, void *ud)
 void seg_delete_segment(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     const Cdp__V1__DeleteSegmentRequest *req = (const Cdp__V1__DeleteSegmentRequest *)msg;
-    if (seg__check_id(call, "id", req->id) != 0)
+    seg_read *r = seg__read_new(call, ud, req->id);
+    if (!r)
         return;
-    seg_read *r = calloc(1, sizeof(*r));
-    if (!r || !(r->id = strdup(req->id))) {
-        free(r);
-        cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    r->s = ud;
-    r->call = call;
     const char *keys[2] = { SEG_KEY_DEFS, SEG_KEY_DEFS_VERSION };
     size_t klen[2] = { strlen(keys[0]), strlen(keys[1]) };
     const char *args[1] = { r->id };
