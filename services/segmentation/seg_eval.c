@@ -70,8 +70,7 @@ static void seg__argv_free(seg_argv *a)
 
 /* ------------------------------------------------------------------ job */
 
-enum { SEG_R_MAIN = 0, SEG_R_DAILY, SEG_R_MEM, SEG_R_PENDING, SEG_R_VERSION, SEG_R_KNOWN,
-       SEG_R_MERGED, SEG_R_COUNT };
+enum { SEG_R_MAIN = 0, SEG_R_DAILY, SEG_R_STATE, SEG_R_VERSION, SEG_R_KNOWN, SEG_R_COUNT };
 
 typedef struct seg_job seg_job;
 
@@ -100,7 +99,7 @@ struct seg_job {
     seg_mem_state *mem_st;
     size_t nmem;
     int seen;
-    int profile_read;        /* the second round (main and daily hashes) was issued */
+    int second_round;        /* the profile read (and registration) was issued */
     size_t npending;
     int64_t store_version;
     /* flush */
@@ -552,6 +551,22 @@ static int seg__load_mem(seg_job *j, const redisReply *r)
     return 0;
 }
 
+/* The state script's reply {merged_into, pending count, mem fields...}. */
+static int seg__load_state(seg_job *j, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    if (r->element[0]->len &&
+        !(j->merged_into = strndup(r->element[0]->str, r->element[0]->len)))
+        return -1;
+    j->npending = r->element[1]->integer > 0 ? (size_t)r->element[1]->integer : 0;
+    redisReply mem = *r;
+    mem.elements = r->elements - 2;
+    mem.element = r->element + 2;
+    return seg__load_mem(j, &mem);
+}
+
 static void seg__read_done(seg_job *j);
 
 static void seg__read_reply(redisReply *reply, const char *err, void *ud)
@@ -567,20 +582,12 @@ static void seg__read_reply(redisReply *reply, const char *err, void *ud)
         case SEG_R_DAILY:
             bad = seg_profile_load_daily(j->prof, reply);
             break;
-        case SEG_R_MEM:
-            bad = seg__load_mem(j, reply);
-            break;
-        case SEG_R_PENDING:
-            j->npending = reply->type == REDIS_REPLY_INTEGER ? (size_t)reply->integer : 0;
+        case SEG_R_STATE:
+            bad = seg__load_state(j, reply);
             break;
         case SEG_R_VERSION:
             if (reply->type == REDIS_REPLY_STRING)
                 bad = cdp_parse_i64(reply->str, reply->len, &j->store_version);
-            break;
-        case SEG_R_MERGED:
-            if (reply->type == REDIS_REPLY_STRING && reply->len && !j->merged_into &&
-                !(j->merged_into = strndup(reply->str, reply->len)))
-                bad = 1;
             break;
         default:
             break;
@@ -623,20 +630,40 @@ static int seg__needs_profile(seg_job *j)
     return k > 0;
 }
 
-/* First round answered (membership, pending, version, tombstone): read the
- * profile when something is to be evaluated, then evaluate. */
+/* First round answered (state script, version): read the profile when
+ * something is to be evaluated, register a profile seen for the first
+ * time (a seen one was registered by its first evaluation), then
+ * evaluate. */
 static void seg__read_done(seg_job *j)
 {
-    if (j->profile_read || !seg__needs_profile(j)) {
+    if (j->second_round) {
         seg__evaluate(j);
         return;
     }
-    j->profile_read = 1;
-    j->pending = 1;
-    const char *main_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_MAIN] };
-    const char *daily_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_DAILY] };
-    seg__read_cmd(j, SEG_R_MAIN, j->pkeys[SEG_PKEY_MAIN], 2, main_argv);
-    seg__read_cmd(j, SEG_R_DAILY, j->pkeys[SEG_PKEY_DAILY], 2, daily_argv);
+    j->second_round = 1;
+    int need = seg__needs_profile(j);
+    int reg = j->register_known && !j->seen && j->res.code == GRPC_STATUS_OK;
+    if (!need && !reg) {
+        seg__evaluate(j);
+        return;
+    }
+    j->pending = 1; /* held while issuing */
+    if (need) {
+        const char *main_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_MAIN] };
+        const char *daily_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_DAILY] };
+        seg__read_cmd(j, SEG_R_MAIN, j->pkeys[SEG_PKEY_MAIN], 2, main_argv);
+        seg__read_cmd(j, SEG_R_DAILY, j->pkeys[SEG_PKEY_DAILY], 2, daily_argv);
+    }
+    if (reg) {
+        char *known = seg_known_key(seg_known_shard(j->master));
+        if (!known) {
+            seg__job_fail(j, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        } else {
+            const char *k_argv[] = { "SADD", known, j->master };
+            seg__read_cmd(j, SEG_R_KNOWN, known, 3, k_argv);
+            free(known);
+        }
+    }
     if (--j->pending == 0)
         seg__evaluate(j);
 }
@@ -675,16 +702,17 @@ void seg_eval_profile(seg_svc *s, const seg_eval_target *t, seg_eval_cb cb, void
     }
     /* held at 1 while issuing, so replies failing at once cannot finish it */
     j->pending = 1;
-    const char *mem_argv[] = { "HGETALL", j->pkeys[SEG_PKEY_MEM] };
-    const char *pend_argv[] = { "HLEN", j->pkeys[SEG_PKEY_PENDING] };
     const char *ver_argv[] = { "GET", SEG_KEY_DEFS_VERSION };
-    const char *merged_argv[] = { "HGET", j->pkeys[SEG_PKEY_MAIN], "merged_into" };
-    seg__read_cmd(j, SEG_R_MERGED, j->pkeys[SEG_PKEY_MAIN], 3, merged_argv);
-    seg__read_cmd(j, SEG_R_MEM, j->pkeys[SEG_PKEY_MEM], 2, mem_argv);
-    seg__read_cmd(j, SEG_R_PENDING, j->pkeys[SEG_PKEY_PENDING], 2, pend_argv);
+    const char *skeys[3] = { j->pkeys[SEG_PKEY_MAIN], j->pkeys[SEG_PKEY_MEM],
+                             j->pkeys[SEG_PKEY_PENDING] };
+    size_t sklen[3] = { strlen(skeys[0]), strlen(skeys[1]), strlen(skeys[2]) };
+    j->slots[SEG_R_STATE] = (seg_slot){ j, SEG_R_STATE };
+    j->pending++;
+    cdp_redis_eval(s->redis, s->scripts.state, seg__read_reply, &j->slots[SEG_R_STATE], 3, skeys,
+                   sklen, 0, NULL, NULL);
     seg__read_cmd(j, SEG_R_VERSION, SEG_KEY_DEFS_VERSION, 2, ver_argv);
-    if (j->register_known || j->unregister_known) {
-        const char *k_argv[] = { j->register_known ? "SADD" : "SREM", known, j->master };
+    if (j->unregister_known) {
+        const char *k_argv[] = { "SREM", known, j->master };
         seg__read_cmd(j, SEG_R_KNOWN, known, 3, k_argv);
     }
     free(known);

@@ -184,6 +184,16 @@ static const char seg__lua_release[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n";
 
+/* KEYS: profile main hash, mem, pending of one profile (one slot). ARGV:
+ * none. Returns {merged_into or "", HLEN pending, HGETALL mem...}: what an
+ * evaluation must know before it decides whether to read the profile. */
+static const char seg__lua_state[] =
+    "local out = { redis.call('HGET', KEYS[1], 'merged_into') or '',\n"
+    "              redis.call('HLEN', KEYS[3]) }\n"
+    "local mem = redis.call('HGETALL', KEYS[2])\n"
+    "for i = 1, #mem do out[#out + 1] = mem[i] end\n"
+    "return out\n";
+
 int seg_scripts_init(seg_scripts *s, cdp_redis *r)
 {
     s->apply = cdp_redis_script_add(r, "seg_apply", seg__lua_apply);
@@ -196,9 +206,10 @@ int seg_scripts_init(seg_scripts *s, cdp_redis *r)
     s->index_reset = cdp_redis_script_add(r, "seg_index_reset", seg__lua_index_reset);
     s->bf_step = cdp_redis_script_add(r, "seg_bf_step", seg__lua_bf_step);
     s->release = cdp_redis_script_add(r, "seg_release", seg__lua_release);
+    s->state = cdp_redis_script_add(r, "seg_state", seg__lua_state);
     return s->apply && s->index && s->change && s->claim && s->def_put && s->def_del &&
                    s->bf_reset && s->index_reset &&
-                   s->bf_step && s->release
+                   s->bf_step && s->release && s->state
                ? 0
                : -1;
 }

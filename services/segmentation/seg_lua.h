@@ -16,6 +16,7 @@ typedef struct {
     cdp_redis_script *bf_reset;  /* start a backfill for a new version */
     cdp_redis_script *bf_step;   /* record backfill progress while holding the lease */
     cdp_redis_script *release;   /* delete a lease key if we still hold it */
+    cdp_redis_script *state;     /* a profile's tombstone, pending count and memberships */
 } seg_scripts;
 
 /* Registers every script on r (before cdp_redis_start). Returns 0 or -1. */
