@@ -1,7 +1,11 @@
 /* act_intake: the consumer of segmentation's change stream
  * (ACT_CHANGES_KEY, consumer group "activation", docs/activation.md).
  *
- * One batch at a time: a blocking XREADGROUP of new entries on a
+ * One batch at a time. After every (re)connect, first this consumer's own
+ * pending entries (XREADGROUP ... from 0, paging forward): a process
+ * restarted under the same consumer name (the same host, or
+ * CDP_ACTIVATION_CONSUMER) takes up at once what it had read before it
+ * died. Then a blocking XREADGROUP of new entries on a
  * dedicated Redis connection (so the block never delays the service's
  * other commands), or, every CDP_ACTIVATION_CLAIM_INTERVAL_MS, an
  * XAUTOCLAIM round over entries pending longer than
@@ -41,8 +45,10 @@ struct act_intake {
     uv_timer_t claim_timer;
     int timers_open;
     int up, group_ready, busy, claim_due, stopping, blk_closed, closing;
+    int own_pending;        /* still reading this consumer's pending entries */
     size_t batch_left;      /* entries of the current batch still in work */
     char claim_cursor[ACT_CURSOR_MAX];
+    char own_cursor[ACT_CURSOR_MAX];
     void (*done)(void *ud);
     void *done_ud;
 };
@@ -365,6 +371,29 @@ static void act__on_read(redisReply *reply, const char *err, void *ud)
     act__after_batch(in);
 }
 
+/* Own pending entries: the next page after own_cursor, or the end. */
+static void act__on_own(redisReply *reply, const char *err, void *ud)
+{
+    act_intake *in = ud;
+    if (act__read_failed(in, reply, err))
+        return;
+    const redisReply *entries = act__xread_entries(reply);
+    if (!entries || entries->elements == 0) {
+        in->own_pending = 0;
+    } else {
+        const redisReply *last = entries->element[entries->elements - 1];
+        if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
+            last->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(in->own_cursor, sizeof(in->own_cursor), "%s", last->element[0]->str);
+        else
+            in->own_pending = 0;
+        cdp_log(CDP_LOG_INFO, "taking up own pending changes", "{s:i}", "entries",
+                (int)entries->elements);
+        act__take(in, entries);
+    }
+    act__after_batch(in);
+}
+
 static void act__on_claim(redisReply *reply, const char *err, void *ud)
 {
     act_intake *in = ud;
@@ -430,6 +459,10 @@ static void act__next(act_intake *in)
         const char *argv[] = {"XGROUP", "CREATE", ACT_CHANGES_KEY, ACT_CHANGES_GROUP, "0",
                               "MKSTREAM"};
         act__cmd(in, as->svc->redis, act__on_group, 6, argv);
+    } else if (in->own_pending) {
+        const char *argv[] = {"XREADGROUP", "GROUP", ACT_CHANGES_GROUP, as->cfg.consumer, "COUNT",
+                              count, "STREAMS", ACT_CHANGES_KEY, in->own_cursor};
+        act__cmd(in, as->svc->redis, act__on_own, 9, argv);
     } else if (in->claim_due) {
         char idle[ACT_NUM_MAX];
         snprintf(idle, sizeof(idle), "%" PRId64, as->cfg.claim_idle_ms);
@@ -494,6 +527,8 @@ void act_intake_set_up(act_intake *in, int up)
         return;
     /* after an outage the group may be gone (a Redis restarted empty) */
     in->group_ready = 0;
+    in->own_pending = 1;
+    strcpy(in->own_cursor, "0");
     in->claim_due = 1;
     strcpy(in->claim_cursor, "0-0");
     if (!uv_is_active((uv_handle_t *)&in->claim_timer))

@@ -78,7 +78,9 @@ int act_config_read(act_config *c)
         strcpy(host, "localhost");
     host[sizeof(host) - 1] = '\0';
     char def[ACT_CONSUMER_MAX];
-    snprintf(def, sizeof(def), "%s-%ld", host, (long)getpid());
+    /* The host name: a restarted process (a container restarted in its
+     * pod) takes up its own pending changes at once. */
+    snprintf(def, sizeof(def), "%s", host);
     snprintf(consumer, sizeof(consumer), "%s", cdp_env_str("CDP_ACTIVATION_CONSUMER", def));
     c->consumer = consumer;
     return 0;
