@@ -267,3 +267,12 @@ void cdp_value_free(Google__Protobuf__Value *v)
     if (v)
         protobuf_c_message_free_unpacked(&v->base, NULL);
 }
+
+const Google__Protobuf__Value *cdp_struct_get(const Google__Protobuf__Struct *s, const char *key)
+{
+    const Google__Protobuf__Value *v = NULL;
+    for (size_t i = 0; s && i < s->n_fields; i++)
+        if (s->fields[i]->key && strcmp(s->fields[i]->key, key) == 0)
+            v = s->fields[i]->value;
+    return v;
+}

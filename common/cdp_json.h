@@ -11,6 +11,10 @@
  * list adds one. NULL has depth 0. */
 int cdp_struct_depth(const Google__Protobuf__Struct *s);
 
+/* The value of `key` in s (NULL s: none), or NULL. The last entry wins, as
+ * protobuf's map semantics say. */
+const Google__Protobuf__Value *cdp_struct_get(const Google__Protobuf__Struct *s, const char *key);
+
 /* New reference to a JSON object equal to `s` (NULL gives an empty object).
  * Non-finite numbers become null. */
 json_t *cdp_struct_to_json(const Google__Protobuf__Struct *s);

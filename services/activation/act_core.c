@@ -237,16 +237,6 @@ static int act__field_is(const char *name, size_t len, const char *want)
     return strlen(want) == len && memcmp(name, want, len) == 0;
 }
 
-static char *act__dup(const char *s, size_t len)
-{
-    char *out = malloc(len + 1);
-    if (out) {
-        memcpy(out, s, len);
-        out[len] = '\0';
-    }
-    return out;
-}
-
 /* Parses the "ev" JSON array of event names. */
 static int act__parse_ev(act_change *c, const char *s, size_t len, char *err, size_t errlen)
 {
@@ -312,7 +302,7 @@ int act_change_parse(act_change *c, char *const *kv, const size_t *kvlen, size_t
             dst = &c->mid;
         if (dst) {
             free(*dst);
-            if (!(*dst = act__dup(v, vl))) {
+            if (!(*dst = strndup(v, vl))) {
                 snprintf(err, errlen, "out of memory");
                 goto fail;
             }

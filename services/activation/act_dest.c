@@ -119,11 +119,11 @@ static void act__put_free(act_put *p)
 static void act__put_done(redisReply *reply, const char *err, void *ud)
 {
     act_put *p = ud;
-    char msg[ACT_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK)
-        cdp_rpc_fail(p->call, code, "%s", msg);
-    else if (reply->type != REDIS_REPLY_INTEGER)
+    if (cdp_rpc_fail_redis(p->call, reply, err)) {
+        act__put_free(p);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER)
         cdp_rpc_fail(p->call, GRPC_STATUS_INTERNAL, "unexpected reply from the catalogue");
     else if (reply->integer == 0 && p->create)
         cdp_rpc_fail(p->call, GRPC_STATUS_ALREADY_EXISTS, "destination already exists: %s",
@@ -282,8 +282,7 @@ typedef struct {
     char after[ACT_ID_MAX + 1];
 } act_read;
 
-/* Validates an id argument; answers the call and returns -1 when bad. */
-static int act__id_arg(cdp_rpc_call *call, const char *field, const char *id)
+int act_id_arg(cdp_rpc_call *call, const char *field, const char *id)
 {
     if (act_id_valid(id))
         return 0;
@@ -304,14 +303,26 @@ static act_read *act__read_new(act_svc *as, cdp_rpc_call *call)
     return r;
 }
 
+/* Validates the "id" argument and starts a read of it; answers the call
+ * and returns NULL when bad or out of memory. */
+static act_read *act__read_id(act_svc *as, cdp_rpc_call *call, const char *id)
+{
+    if (act_id_arg(call, "id", id))
+        return NULL;
+    act_read *r = act__read_new(as, call);
+    if (r)
+        snprintf(r->id, sizeof(r->id), "%s", id);
+    return r;
+}
+
 static void act__get_done(redisReply *reply, const char *err, void *ud)
 {
     act_read *r = ud;
-    char msg[ACT_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK) {
-        cdp_rpc_fail(r->call, code, "%s", msg);
-    } else if (reply->type != REDIS_REPLY_STRING) {
+    if (cdp_rpc_fail_redis(r->call, reply, err)) {
+        free(r);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
         cdp_rpc_fail(r->call, GRPC_STATUS_NOT_FOUND, "destination not found: %s", r->id);
     } else {
         Cdp__V1__Destination *d = act__unpack(reply->str, reply->len);
@@ -329,12 +340,9 @@ void act_get_destination(cdp_rpc_call *call, const ProtobufCMessage *msg, void *
 {
     const Cdp__V1__GetDestinationRequest *req = (const Cdp__V1__GetDestinationRequest *)msg;
     act_svc *as = ud;
-    if (act__id_arg(call, "id", req->id))
-        return;
-    act_read *r = act__read_new(as, call);
+    act_read *r = act__read_id(as, call, req->id);
     if (!r)
         return;
-    snprintf(r->id, sizeof(r->id), "%s", req->id);
     cdp_redis_commandf(as->svc->redis, ACT_KEY_DEFS, act__get_done, r, "HGET %s %s", ACT_KEY_DEFS,
                        req->id);
 }
@@ -485,12 +493,9 @@ void act_delete_destination(cdp_rpc_call *call, const ProtobufCMessage *msg, voi
 {
     const Cdp__V1__DeleteDestinationRequest *req = (const Cdp__V1__DeleteDestinationRequest *)msg;
     act_svc *as = ud;
-    if (act__id_arg(call, "id", req->id))
-        return;
-    act_read *r = act__read_new(as, call);
+    act_read *r = act__read_id(as, call, req->id);
     if (!r)
         return;
-    snprintf(r->id, sizeof(r->id), "%s", req->id);
     const char *keys[] = {ACT_KEY_DEFS, ACT_KEY_VERSION};
     size_t klen[] = {strlen(ACT_KEY_DEFS), strlen(ACT_KEY_VERSION)};
     const char *args[] = {req->id};

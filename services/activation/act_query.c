@@ -39,16 +39,6 @@ static act_q *act__q_new(act_svc *as, cdp_rpc_call *call, const char *dest)
     return q;
 }
 
-/* Validates destination_id; answers and returns -1 when bad. */
-static int act__dest_arg(cdp_rpc_call *call, const char *dest)
-{
-    if (act_id_valid(dest))
-        return 0;
-    cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "destination_id: %s",
-                 dest[0] ? "must match [A-Za-z0-9_.-]{1,64}" : "required");
-    return -1;
-}
-
 /* Runs script s over q->dest's outbox keys with args. */
 static void act__eval(act_q *q, cdp_redis_script *s, cdp_redis_cb cb, int nargs,
                       const char **args)
@@ -74,11 +64,11 @@ static void act__eval(act_q *q, cdp_redis_script *s, cdp_redis_cb cb, int nargs,
 static void act__got(redisReply *reply, const char *err, void *ud)
 {
     act_q *q = ud;
-    char msg[ACT_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK) {
-        cdp_rpc_fail(q->call, code, "%s", msg);
-    } else if (reply->type != REDIS_REPLY_STRING) {
+    if (cdp_rpc_fail_redis(q->call, reply, err)) {
+        free(q);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
         cdp_rpc_fail(q->call, GRPC_STATUS_NOT_FOUND, "delivery not found: %s", q->id);
     } else {
         Cdp__V1__Delivery *d = act_delivery_from_record(q->id, q->dest, reply->str, reply->len);
@@ -131,12 +121,13 @@ void act_get_delivery(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
 static void act__listed(redisReply *reply, const char *err, void *ud)
 {
     act_q *q = ud;
-    char msg[ACT_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+    if (cdp_rpc_fail_redis(q->call, reply, err)) {
+        free(q);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER) {
-        cdp_rpc_fail(q->call, code != GRPC_STATUS_OK ? code : GRPC_STATUS_INTERNAL, "%s",
-                     code != GRPC_STATUS_OK ? msg : "unexpected reply listing deliveries");
+        cdp_rpc_fail(q->call, GRPC_STATUS_INTERNAL, "unexpected reply listing deliveries");
         free(q);
         return;
     }
@@ -176,7 +167,7 @@ static void act__listed(redisReply *reply, const char *err, void *ud)
 static void act__list(cdp_rpc_call *call, const Cdp__V1__ListDeliveriesRequest *req, void *ud,
                       const char *which)
 {
-    if (act__dest_arg(call, req->destination_id))
+    if (act_id_arg(call, "destination_id", req->destination_id))
         return;
     if (req->page_size < 0 || req->page_size > ACT_PAGE_MAX) {
         cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "page_size: must be between 0 and %d",
@@ -219,11 +210,12 @@ void act_list_dead_letters(cdp_rpc_call *call, const ProtobufCMessage *msg, void
 static void act__replayed(redisReply *reply, const char *err, void *ud)
 {
     act_q *q = ud;
-    char msg[ACT_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK || reply->type != REDIS_REPLY_INTEGER) {
-        cdp_rpc_fail(q->call, code != GRPC_STATUS_OK ? code : GRPC_STATUS_INTERNAL, "%s",
-                     code != GRPC_STATUS_OK ? msg : "unexpected reply replaying dead letters");
+    if (cdp_rpc_fail_redis(q->call, reply, err)) {
+        free(q);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        cdp_rpc_fail(q->call, GRPC_STATUS_INTERNAL, "unexpected reply replaying dead letters");
     } else {
         Cdp__V1__ReplayDestinationDeadLettersResponse resp =
             CDP__V1__REPLAY_DESTINATION_DEAD_LETTERS_RESPONSE__INIT;
@@ -240,7 +232,7 @@ void act_replay_dead_letters(cdp_rpc_call *call, const ProtobufCMessage *msg, vo
 {
     const Cdp__V1__ReplayDestinationDeadLettersRequest *req =
         (const Cdp__V1__ReplayDestinationDeadLettersRequest *)msg;
-    if (act__dest_arg(call, req->destination_id))
+    if (act_id_arg(call, "destination_id", req->destination_id))
         return;
     if (req->n_delivery_ids > ACT_REPLAY_MAX_IDS) {
         cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "delivery_ids: at most %d",

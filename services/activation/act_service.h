@@ -161,6 +161,9 @@ void act_dest_start(act_svc *as);
 /* Reloads now (after this replica's own write). */
 void act_dest_reload(act_svc *as);
 act_dest *act_dest_find(act_svc *as, const char *id);
+/* Validates an id argument named field ([A-Za-z0-9_.-]{1,64}); answers
+ * the call with INVALID_ARGUMENT and returns -1 when bad, else 0. */
+int act_id_arg(cdp_rpc_call *call, const char *field, const char *id);
 /* Frees a deleted destination once nothing of it is in flight. */
 void act_dest_release_if_gone(act_dest *d);
 /* Frees every destination (after stop, timers closed). */

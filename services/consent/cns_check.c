@@ -24,10 +24,8 @@
 #include "cns_entry.h"
 #include "cns_service.h"
 
-#define CNS_KEY_BUFSZ (CDP_IDENT_MAX_TYPE + CDP_IDENT_VALUE_BUFSZ + 2)
 #define CNS_NOTE_UNKNOWN_IDENT "(identifier not known to identity)"
 #define CNS_NOTE_UNKNOWN_PROFILE "(profile not found)"
-#define CNS_MERGED_FIELD "merged_into"
 #define CNS_IDENT_PREFIX "i:"
 #define CNS_LABELS_MAX 96
 
@@ -36,7 +34,7 @@ typedef struct cns_batch cns_batch;
 typedef struct {
     cns_batch *b;
     const Cdp__V1__CheckConsentRequest *req;
-    char ident_key[CNS_KEY_BUFSZ]; /* the asked identifier's suppression key, or "" */
+    char ident_key[CNS_SUPP_FIELD_BUFSZ]; /* the asked identifier's suppression key, or "" */
     char *master;                  /* NULL: no profile to read */
     int hops;
     int pending;                   /* replies of step 1 still to come */
@@ -47,7 +45,7 @@ typedef struct {
     char **keys;                   /* suppression keys to ask about */
     size_t n_keys;
     const char *note;
-    char suppressed[CNS_KEY_BUFSZ];
+    char suppressed[CNS_SUPP_FIELD_BUFSZ];
     char supp_reason[CNS_TEXT_MAX];
     cns_decision d;
 } cns_check;
@@ -157,6 +155,17 @@ static void cns__check_fail(cns_check *c, grpc_status_code code, const char *msg
     cns__check_done(c);
 }
 
+/* When the reply failed, ends the check with its status and returns 1. */
+static int cns__check_fail_redis(cns_check *c, const redisReply *reply, const char *err)
+{
+    char msg[CNS_MSG_MAX];
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
+    if (code == GRPC_STATUS_OK)
+        return 0;
+    cns__check_fail(c, code, msg);
+    return 1;
+}
+
 /* ------------------------------------------------------------------ decide, record */
 
 static void cns__denial_recorded(redisReply *reply, const char *err, void *ud)
@@ -194,23 +203,12 @@ static void cns__decide(cns_check *c)
         cns__check_done(c);
         return;
     }
-    cns_keys k;
-    if (cns_keys_init(&k, c->master) != 0) {
+    const char *fields[] = { "actor",   r->actor,   "action",  "denied_at_send",
+                             "purpose", r->purpose, "channel", r->channel,
+                             "reason",  c->d.reason, "context", r->context };
+    if (cns_audit_add(&cs->store, c->master, cdp_now_ms(), fields,
+                      sizeof fields / sizeof fields[0], cns__denial_recorded, c) != 0)
         cns__check_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    char at[24];
-    snprintf(at, sizeof at, "%lld", (long long)cdp_now_ms());
-    const char *argv[] = { "XADD",    k.v[CNS_KEY_AUDIT], "*",        "at",     at,
-                           "actor",   r->actor,          "action",   "denied_at_send",
-                           "purpose", r->purpose,        "channel",  r->channel,
-                           "reason",  c->d.reason,       "context",  r->context };
-    size_t lens[sizeof argv / sizeof argv[0]];
-    for (size_t i = 0; i < sizeof argv / sizeof argv[0]; i++)
-        lens[i] = strlen(argv[i]);
-    cdp_redis_command(cs->store.redis, k.v[CNS_KEY_AUDIT], k.len[CNS_KEY_AUDIT],
-                      cns__denial_recorded, c, (int)(sizeof argv / sizeof argv[0]), argv, lens);
-    cns_keys_free(&k);
 }
 
 /* ------------------------------------------------------------------ step 2: suppression */
@@ -232,12 +230,8 @@ static int cns__suppression_applies(const json_t *s, const char *channel)
 static void cns__suppression_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_check *c = ud;
-    char msg[CNS_MSG_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
-    if (code != GRPC_STATUS_OK) {
-        cns__check_fail(c, code, msg);
+    if (cns__check_fail_redis(c, reply, err))
         return;
-    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != c->n_keys) {
         cns__check_fail(c, GRPC_STATUS_INTERNAL, "malformed suppression reply");
         return;
@@ -313,7 +307,7 @@ static int cns__profile_ident(cns_check *c, const char *f, size_t flen)
         (size_t)(end - p - 1) <= tlen)
         return 0; /* not an identifier field we understand: nothing to ask */
     p++;
-    char type[CDP_IDENT_MAX_TYPE + 1], value[CDP_IDENT_VALUE_BUFSZ], key[CNS_KEY_BUFSZ];
+    char type[CDP_IDENT_MAX_TYPE + 1], value[CDP_IDENT_VALUE_BUFSZ], key[CNS_SUPP_FIELD_BUFSZ];
     size_t vlen = (size_t)(end - p) - tlen;
     if (vlen >= sizeof value)
         return 0;
@@ -332,22 +326,20 @@ static int cns__profile_ident(cns_check *c, const char *f, size_t flen)
 static void cns__merged_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_check *c = ud;
-    char msg[CNS_MSG_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
-    if (code != GRPC_STATUS_OK) {
-        cns__check_fail(c, code, msg);
-    } else if (reply->type != REDIS_REPLY_STRING || ++c->hops > CNS_MAX_REDIRECTS) {
+    if (cns__check_fail_redis(c, reply, err))
+        return;
+    if (reply->type != REDIS_REPLY_STRING || ++c->hops > CNS_MAX_REDIRECTS) {
         cns__check_fail(c, GRPC_STATUS_INTERNAL, "merged profile chain too long or malformed");
-    } else {
-        char *into = strndup(reply->str, reply->len);
-        if (!into) {
-            cns__check_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-            return;
-        }
-        free(c->master);
-        c->master = into;
-        cns__read(c);
+        return;
     }
+    char *into = strndup(reply->str, reply->len);
+    if (!into) {
+        cns__check_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    free(c->master);
+    c->master = into;
+    cns__read(c);
 }
 
 /* Both replies of step 1 are in. */

@@ -40,6 +40,13 @@ int64_t cns_ts_ms(const Google__Protobuf__Timestamp *ts)
     return ts->seconds * CNS_MS_PER_S + ts->nanos / CNS_NS_PER_MS;
 }
 
+void cns_ms_ts(int64_t ms, Google__Protobuf__Timestamp *ts)
+{
+    google__protobuf__timestamp__init(ts);
+    ts->seconds = ms / CNS_MS_PER_S;
+    ts->nanos = (int32_t)(ms % CNS_MS_PER_S) * CNS_NS_PER_MS;
+}
+
 int cns_stamp_wins(int64_t ts, const char *mid, int64_t old_ts, const char *old_mid)
 {
     if (ts != old_ts)
@@ -122,9 +129,7 @@ int cns_entry_json_to_pb(const char *text, size_t len, json_t *arena,
     pb->actor = cns__str(j, "a");
     pb->message_id = cns__str(j, "m");
     if (json_object_get(j, "ts")) {
-        google__protobuf__timestamp__init(ts);
-        ts->seconds = e.updated_ms / CNS_MS_PER_S;
-        ts->nanos = (int32_t)(e.updated_ms % CNS_MS_PER_S) * CNS_NS_PER_MS;
+        cns_ms_ts(e.updated_ms, ts);
         pb->updated_at = ts;
     }
     return 0;

@@ -50,6 +50,9 @@ int cns_legal_basis_ok(const char *s);
  * are out of range. */
 int64_t cns_ts_ms(const Google__Protobuf__Timestamp *ts);
 
+/* The Timestamp of ms milliseconds since the epoch (ts initialized). */
+void cns_ms_ts(int64_t ms, Google__Protobuf__Timestamp *ts);
+
 /* Last write wins: 1 when an entry stamped (ts, mid) replaces one stamped
  * (old_ts, old_mid): a later time, or the same time and a greater message
  * id (byte order); two RPC writes (both ids empty) at the same time: the

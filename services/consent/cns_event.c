@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cdp_json.h"
+
 #define CNS_DEFAULT_EVENT_SOURCE "event"
 #define CNS_ACTOR_EVENT_PREFIX "event:"
 
@@ -38,20 +40,13 @@ int cns_event_is_consent(const Cdp__V1__Event *ev)
            strcmp(ev->event, CNS_EVENT_NAME) == 0;
 }
 
-static const Google__Protobuf__Value *cns__get(const Google__Protobuf__Struct *s, const char *key)
-{
-    for (size_t i = 0; s && i < s->n_fields; i++)
-        if (s->fields[i]->key && strcmp(s->fields[i]->key, key) == 0)
-            return s->fields[i]->value;
-    return NULL;
-}
 
 /* The string at key: 0 with *out NULL when absent (or JSON null), 0 with
  * *out set when a string, -1 (error set) for any other type. */
 static int cns__opt_str(cns__ctx *c, const Google__Protobuf__Struct *s, const char *prefix,
                         const char *key, const char **out)
 {
-    const Google__Protobuf__Value *v = cns__get(s, key);
+    const Google__Protobuf__Value *v = cdp_struct_get(s, key);
     *out = NULL;
     if (!v || v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE ||
         v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND__NOT_SET)
@@ -155,11 +150,11 @@ int cns_event_parse(const Cdp__V1__Event *ev, cns_entry *out, size_t max, size_t
     if (max == 0)
         return cns__bad(&c, "", "properties", "no room for a change");
     const Google__Protobuf__Struct *props = ev->properties;
-    const Google__Protobuf__Value *list = cns__get(props, "consents");
+    const Google__Protobuf__Value *list = cdp_struct_get(props, "consents");
     int rc;
     if (list) {
         for (size_t i = 0; i < sizeof cns__change_keys / sizeof cns__change_keys[0]; i++)
-            if (cns__get(props, cns__change_keys[i]))
+            if (cdp_struct_get(props, cns__change_keys[i]))
                 return cns__bad(&c, "properties.", cns__change_keys[i],
                                 "not allowed beside properties.consents");
         rc = cns__list(&c, ev, list, out, max, n);

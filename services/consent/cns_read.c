@@ -11,10 +11,7 @@
 #include "cns_entry.h"
 #include "cns_service.h"
 
-#define CNS_MERGED_FIELD "merged_into"
 #define CNS_STREAM_ID_MAX 41   /* "<20 digits>-<20 digits>" */
-#define CNS_MS_PER_S 1000
-#define CNS_NS_PER_MS 1000000
 
 /* ------------------------------------------------------------------ ConsentState */
 
@@ -83,8 +80,9 @@ typedef struct {
     char *merged_into;
 } cns_get;
 
-static void cns__get_free(cns_get *g)
+static void cns__get_free(void *ud)
 {
+    cns_get *g = ud;
     free(g->master);
     free(g->merged_into);
     free(g);
@@ -160,37 +158,10 @@ static void cns__get_read(cns_get *g)
     cns_keys_free(&k);
 }
 
-/* The target named by a request: a master id, or an identifier identity
- * must know (NOT_FOUND otherwise). */
-typedef void (*cns__target_fn)(void *ud, const char *master);
-typedef struct {
-    cdp_rpc_call *call;
-    char asked[CNS_MSG_MAX];
-    cns__target_fn fn;
-    void (*drop)(void *ud);
-    void *ud;
-} cns__target;
-
-static void cns__target_done(grpc_status_code code, const char *master, const char *details,
-                             void *ud)
-{
-    cns__target *t = ud;
-    if (code == GRPC_STATUS_OK) {
-        t->fn(t->ud, master);
-    } else {
-        if (code == GRPC_STATUS_NOT_FOUND)
-            cdp_rpc_fail(t->call, GRPC_STATUS_NOT_FOUND, "profile not found: %s", t->asked);
-        else
-            cdp_rpc_fail(t->call, code, "%s", details);
-        t->drop(t->ud);
-    }
-    free(t);
-}
-
 /* Validates the target, then calls fn(ud, master) or answers the call and
- * calls drop(ud). */
+ * calls drop(ud) (cns_resolve). */
 static void cns__target_resolve(cns_svc *cs, cdp_rpc_call *call, const char *master_id,
-                                const Cdp__V1__Identifier *id, cns__target_fn fn,
+                                const Cdp__V1__Identifier *id, cns_resolved_fn fn,
                                 void (*drop)(void *ud), void *ud)
 {
     char key[CNS_MSG_MAX], msg[CNS_MSG_MAX];
@@ -199,19 +170,7 @@ static void cns__target_resolve(cns_svc *cs, cdp_rpc_call *call, const char *mas
         drop(ud);
         return;
     }
-    if (!id) {
-        fn(ud, master_id);
-        return;
-    }
-    cns__target *t = calloc(1, sizeof(*t));
-    if (!t) {
-        cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        drop(ud);
-        return;
-    }
-    *t = (cns__target){ .call = call, .fn = fn, .drop = drop, .ud = ud };
-    snprintf(t->asked, sizeof t->asked, "%s:%s", id->type, id->value);
-    cns_lookup(cs, call, id, cns__target_done, t);
+    cns_resolve(cs, call, master_id, id, fn, drop, ud);
 }
 
 static void cns__get_start(void *ud, const char *master)
@@ -225,11 +184,6 @@ static void cns__get_start(void *ud, const char *master)
     cns__get_read(g);
 }
 
-static void cns__get_drop(void *ud)
-{
-    cns__get_free(ud);
-}
-
 void cns_get_consent(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     const Cdp__V1__GetConsentRequest *req = (const Cdp__V1__GetConsentRequest *)msg;
@@ -240,7 +194,7 @@ void cns_get_consent(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
     }
     g->cs = ud;
     g->call = call;
-    cns__target_resolve(ud, call, req->master_id, req->identifier, cns__get_start, cns__get_drop,
+    cns__target_resolve(ud, call, req->master_id, req->identifier, cns__get_start, cns__get_free,
                         g);
 }
 
@@ -304,10 +258,7 @@ typedef struct {
 static void cns__audit_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_audit *a = ud;
-    char msg[CNS_MSG_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
-    if (code != GRPC_STATUS_OK) {
-        cdp_rpc_fail(a->call, code, "%s", msg);
+    if (cdp_rpc_fail_redis(a->call, reply, err)) {
         cns__audit_free(a);
         return;
     }
@@ -333,10 +284,7 @@ static void cns__audit_reply(redisReply *reply, const char *err, void *ud)
         cns__audit_rec *r = &recs[resp.n_records];
         cdp__v1__audit_record__init(&r->rec);
         r->rec.id = e->element[0]->str;
-        long long at = atoll(cns__text(kv, "at"));
-        google__protobuf__timestamp__init(&r->at);
-        r->at.seconds = at / CNS_MS_PER_S;
-        r->at.nanos = (int32_t)(at % CNS_MS_PER_S) * CNS_NS_PER_MS;
+        cns_ms_ts(atoll(cns__text(kv, "at")), &r->at);
         r->rec.at = &r->at;
         r->rec.actor = cns__text(kv, "actor");
         r->rec.action = cns__text(kv, "action");

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <jansson.h>
 
-#include "cdp/v1/identity.pb-c.h"
 #include "cdp_config.h"
+#include "cdp_lookup.h"
 #include "cdp_log.h"
 #include "cdp_metrics.h"
 
@@ -181,50 +181,53 @@ int cns_check_target(const cns_svc *cs, const char *master_id, const Cdp__V1__Id
     return 0;
 }
 
-typedef struct {
-    cns_lookup_cb cb;
-    void *ud;
-} cns__lookup;
-
-static void cns__lookup_done(grpc_status_code code, const char *details,
-                             const ProtobufCMessage *msg, void *ud)
-{
-    cns__lookup *l = ud;
-    const Cdp__V1__LookupResponse *resp = (const Cdp__V1__LookupResponse *)msg;
-    if (code == GRPC_STATUS_NOT_FOUND || (code == GRPC_STATUS_OK && !resp->master_id[0])) {
-        l->cb(GRPC_STATUS_NOT_FOUND, NULL, "identifier not found", l->ud);
-    } else if (code != GRPC_STATUS_OK) {
-        /* a cancelled lookup (channel closing) is a dependency being down */
-        char buf[CNS_MSG_MAX];
-        snprintf(buf, sizeof buf, "identity lookup failed: %s", details ? details : "");
-        l->cb(code == GRPC_STATUS_CANCELLED ? GRPC_STATUS_UNAVAILABLE : code, NULL, buf, l->ud);
-    } else {
-        l->cb(GRPC_STATUS_OK, resp->master_id, NULL, l->ud);
-    }
-    free(l);
-}
-
 void cns_lookup(cns_svc *cs, cdp_rpc_call *call, const Cdp__V1__Identifier *id, cns_lookup_cb cb,
                 void *ud)
 {
-    cns__lookup *l = malloc(sizeof(*l));
-    if (!l) {
-        cb(GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory", ud);
+    cdp_lookup(cs->identity, call, id, cs->cfg.lookup_timeout_ms, cb, ud);
+}
+
+typedef struct {
+    cdp_rpc_call *call;
+    char asked[CNS_MSG_MAX];
+    cns_resolved_fn fn;
+    void (*drop)(void *ud);
+    void *ud;
+} cns__resolve;
+
+static void cns__resolve_done(grpc_status_code code, const char *master, const char *details,
+                              void *ud)
+{
+    cns__resolve *t = ud;
+    if (code == GRPC_STATUS_OK) {
+        t->fn(t->ud, master);
+    } else {
+        if (code == GRPC_STATUS_NOT_FOUND)
+            cdp_rpc_fail(t->call, GRPC_STATUS_NOT_FOUND, "profile not found: %s", t->asked);
+        else
+            cdp_rpc_fail(t->call, code, "%s", details);
+        t->drop(t->ud);
+    }
+    free(t);
+}
+
+void cns_resolve(cns_svc *cs, cdp_rpc_call *call, const char *master_id,
+                 const Cdp__V1__Identifier *id, cns_resolved_fn fn, void (*drop)(void *ud),
+                 void *ud)
+{
+    if (!id) {
+        fn(ud, master_id);
         return;
     }
-    l->cb = cb;
-    l->ud = ud;
-    Cdp__V1__LookupRequest lr = CDP__V1__LOOKUP_REQUEST__INIT;
-    lr.identifier = (Cdp__V1__Identifier *)id;
-    int64_t left = cdp_rpc_call_remaining_ms(call);
-    int64_t deadline = left < cs->cfg.lookup_timeout_ms ? left : cs->cfg.lookup_timeout_ms;
-    if (deadline < 1)
-        deadline = 1;
-    if (cdp_rpc_unary(cs->identity, &cdp__v1__identity__descriptor, "Lookup", &lr.base,
-                      (int)deadline, cns__lookup_done, l) != 0) {
-        free(l);
-        cb(GRPC_STATUS_INTERNAL, NULL, "identity Lookup is not available", ud);
+    cns__resolve *t = calloc(1, sizeof(*t));
+    if (!t) {
+        cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        drop(ud);
+        return;
     }
+    *t = (cns__resolve){ .call = call, .fn = fn, .drop = drop, .ud = ud };
+    snprintf(t->asked, sizeof t->asked, "%s:%s", id->type, id->value);
+    cns_lookup(cs, call, id, cns__resolve_done, t);
 }
 
 int cns_page_size(int32_t page_size, size_t *out, char *msg, size_t msglen)

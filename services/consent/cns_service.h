@@ -22,6 +22,7 @@
 
 #include "cdp/v1/consent.pb-c.h"
 #include "cdp_ident.h"
+#include "cdp_lookup.h"
 #include "cdp_rpc.h"
 #include "cdp_service.h"
 #include "cns_policy.h"
@@ -87,16 +88,25 @@ int cns_check_target(const cns_svc *cs, const char *master_id, const Cdp__V1__Id
 int cns_ident_key(const cns_svc *cs, const char *type, const char *value, char *key,
                   size_t keylen, const char **why);
 
-/* The master id an identifier belongs to, asked from identity's Lookup.
- * cb gets code OK and the master id, or NOT_FOUND (identity does not know
- * it; master NULL), or another code with details (UNAVAILABLE when identity
- * cannot be reached). The deadline is the smaller of the call's remaining
- * time and CDP_CONSENT_LOOKUP_TIMEOUT_MS. cb may be called before this
- * returns. */
-typedef void (*cns_lookup_cb)(grpc_status_code code, const char *master, const char *details,
-                              void *ud);
+/* The master id an identifier belongs to, asked from identity's Lookup
+ * (common/cdp_lookup.h on the service's identity channel). cb gets code OK
+ * and the master id, or NOT_FOUND (identity does not know it; master NULL),
+ * or another code with details (UNAVAILABLE when identity cannot be
+ * reached). The deadline is the smaller of the call's remaining time and
+ * CDP_CONSENT_LOOKUP_TIMEOUT_MS. cb may be called before this returns. */
+typedef cdp_lookup_cb cns_lookup_cb;
 void cns_lookup(cns_svc *cs, cdp_rpc_call *call, const Cdp__V1__Identifier *id, cns_lookup_cb cb,
                 void *ud);
+
+/* The profile a request names, once cns_check_target accepted it: master_id
+ * as given (fn runs at once), or the master id identity's Lookup gives for
+ * id. Then fn(ud, master); or the call is answered and drop(ud) called:
+ * NOT_FOUND "profile not found: <type>:<value>" when identity does not know
+ * id, the lookup's failure otherwise. */
+typedef void (*cns_resolved_fn)(void *ud, const char *master);
+void cns_resolve(cns_svc *cs, cdp_rpc_call *call, const char *master_id,
+                 const Cdp__V1__Identifier *id, cns_resolved_fn fn, void (*drop)(void *ud),
+                 void *ud);
 
 /* Answers call with the ConsentState of master from the HGETALL reply of
  * its consent hash (entries sorted by purpose, then channel; the

@@ -35,8 +35,9 @@ typedef struct {
     cns_entry *entries;
 } cns_set;
 
-static void cns__set_free(cns_set *s)
+static void cns__set_free(void *ud)
 {
+    cns_set *s = ud;
     free(s->entries);
     free(s);
 }
@@ -154,8 +155,9 @@ static void cns__set_done(cns_change *ch, cns_change_outcome out, grpc_status_co
     cns__set_free(s);
 }
 
-static void cns__set_start(cns_set *s, const char *master)
+static void cns__set_start(void *ud, const char *master)
 {
+    cns_set *s = ud;
     cns_change_opts o = {
         .action = "set",
         .message_id = "",
@@ -165,21 +167,6 @@ static void cns__set_start(cns_set *s, const char *master)
         .require_profile = 1,
     };
     cns_change_run(s->cs, master, &o, s->entries, s->n, cns__set_done, s);
-}
-
-static void cns__set_lookup_done(grpc_status_code code, const char *master, const char *details,
-                                 void *ud)
-{
-    cns_set *s = ud;
-    if (code == GRPC_STATUS_OK) {
-        cns__set_start(s, master);
-        return;
-    }
-    if (code == GRPC_STATUS_NOT_FOUND)
-        cdp_rpc_fail(s->call, GRPC_STATUS_NOT_FOUND, "profile not found: %s", s->asked);
-    else
-        cdp_rpc_fail(s->call, code, "%s", details);
-    cns__set_free(s);
 }
 
 void cns_set_consent(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -200,10 +187,7 @@ void cns_set_consent(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
         cns__set_free(s);
         return;
     }
-    if (req->identifier)
-        cns_lookup(cs, call, req->identifier, cns__set_lookup_done, s);
-    else
-        cns__set_start(s, req->master_id);
+    cns_resolve(cs, call, req->master_id, req->identifier, cns__set_start, cns__set_free, s);
 }
 
 /* ------------------------------------------------------------------ ApplyConsentEvents */

@@ -50,7 +50,30 @@ int cns_store_init(cns_store *s, cdp_redis *r)
     return (s->change && s->fold && s->suppress && s->list) ? 0 : -1;
 }
 
+/* "XADD <audit key> * at <ms>" before the record's own fields. */
+enum { CNS_AUDIT_HEAD_ARGS = 5 };
 
+int cns_audit_add(cns_store *s, const char *master, int64_t at_ms, const char *const *fields,
+                  size_t nfields, cdp_redis_cb cb, void *ud)
+{
+    cns_keys k;
+    if (nfields > CNS_AUDIT_FIELDS_MAX || cns_keys_init(&k, master) != 0)
+        return -1;
+    char at[CNS_ARG_BUFSZ];
+    snprintf(at, sizeof at, "%lld", (long long)at_ms);
+    const char *argv[CNS_AUDIT_HEAD_ARGS + CNS_AUDIT_FIELDS_MAX] = { "XADD", k.v[CNS_KEY_AUDIT],
+                                                                     "*", "at", at };
+    size_t lens[CNS_AUDIT_HEAD_ARGS + CNS_AUDIT_FIELDS_MAX];
+    size_t argc = CNS_AUDIT_HEAD_ARGS + nfields;
+    for (size_t i = 0; i < nfields; i++)
+        argv[CNS_AUDIT_HEAD_ARGS + i] = fields[i];
+    for (size_t i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    cdp_redis_command(s->redis, k.v[CNS_KEY_AUDIT], k.len[CNS_KEY_AUDIT], cb, ud, (int)argc, argv,
+                      lens);
+    cns_keys_free(&k);
+    return 0;
+}
 
 /* ------------------------------------------------------------------ script calls */
 

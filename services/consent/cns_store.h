@@ -18,10 +18,17 @@
 
 #include "cdp_redis_status.h"
 #include <stddef.h>
+#include <stdint.h>
 #include <grpc/status.h>
 
+#include "cdp_ident.h"
 #include "cdp_redis.h"
 #include "cns_entry.h"
+
+/* The profile hash field of a merged-away profile: its survivor's id. */
+#define CNS_MERGED_FIELD "merged_into"
+/* A suppression list field "<type>:<normalized value>" and its NUL. */
+#define CNS_SUPP_FIELD_BUFSZ (CDP_IDENT_MAX_TYPE + CDP_IDENT_VALUE_BUFSZ + 2)
 
 #define CNS_SUPP_KEY "cdp:cns:{suppression}"
 #define CNS_SUPP_INDEX_KEY "cdp:cns:{suppression}:index"
@@ -49,6 +56,16 @@ typedef struct {
 
 /* Registers the scripts on r (before cdp_redis_start). Returns 0 or -1. */
 int cns_store_init(cns_store *s, cdp_redis *r);
+
+/* Most fields (names and values) of one audit record. */
+#define CNS_AUDIT_FIELDS_MAX 16
+
+/* Appends a record to master's audit stream: "at" (at_ms) then nfields
+ * strings, name and value in turn. Same contract as cdp_redis_command.
+ * Returns 0, or -1 when out of memory or past CNS_AUDIT_FIELDS_MAX (cb not
+ * called). */
+int cns_audit_add(cns_store *s, const char *master, int64_t at_ms, const char *const *fields,
+                  size_t nfields, cdp_redis_cb cb, void *ud);
 
 /* ------------------------------------------------------------------ script calls */
 

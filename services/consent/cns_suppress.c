@@ -17,17 +17,14 @@
 #include "cns_entry.h"
 #include "cns_service.h"
 
-#define CNS_KEY_BUFSZ (CDP_IDENT_MAX_TYPE + CDP_IDENT_VALUE_BUFSZ + 2)
 #define CNS_SUPP_REASON_MAX 256
-#define CNS_MS_PER_S 1000
-#define CNS_NS_PER_MS 1000000
 
 typedef struct {
     cns_svc *cs;
     cdp_rpc_call *call;
     int suppress;                 /* 1 Suppress, 0 Unsuppress */
     int pending;                  /* script + lookup */
-    char key[CNS_KEY_BUFSZ];
+    char key[CNS_SUPP_FIELD_BUFSZ];
     char *json;                   /* the stored record (Suppress) */
     char *master;                 /* the profile identity knows, or NULL */
     int removed;                  /* Unsuppress: there was an entry */
@@ -65,10 +62,7 @@ static void cns__supp_pb(const json_t *j, Cdp__V1__Suppression *out, Cdp__V1__Id
     out->identifier = id;
     out->reason = (char *)(json_string_value(json_object_get(j, "r")) ?: "");
     out->actor = (char *)(json_string_value(json_object_get(j, "a")) ?: "");
-    json_int_t at = json_integer_value(json_object_get(j, "at"));
-    google__protobuf__timestamp__init(ts);
-    ts->seconds = at / CNS_MS_PER_S;
-    ts->nanos = (int32_t)(at % CNS_MS_PER_S) * CNS_NS_PER_MS;
+    cns_ms_ts(json_integer_value(json_object_get(j, "at")), ts);
     out->created_at = ts;
     size_t i;
     const json_t *v;
@@ -124,25 +118,15 @@ static void cns__supp_release(cns_supp *s)
         cns__supp_answer(s);
         return;
     }
-    cns_keys k;
-    if (cns_keys_init(&k, s->master) != 0) {
-        cns__supp_answer(s); /* the profile record is best effort */
-        return;
-    }
-    char at[24], context[CNS_MSG_MAX + CNS_KEY_BUFSZ + 32];
-    snprintf(at, sizeof at, "%lld", (long long)s->now);
+    char context[CNS_MSG_MAX + CNS_SUPP_FIELD_BUFSZ + 32];
     snprintf(context, sizeof context, "identifier %s%s%s", s->key,
              s->channels[0] ? " channels " : "", s->channels);
     const char *action = s->suppress ? "suppress" : "unsuppress";
-    const char *argv[] = { "XADD",   k.v[CNS_KEY_AUDIT], "*",       "at",      at,
-                           "actor",  s->actor,          "action",  action,    "reason",
-                           s->reason, "context",        context };
-    size_t lens[sizeof argv / sizeof argv[0]];
-    for (size_t i = 0; i < sizeof argv / sizeof argv[0]; i++)
-        lens[i] = strlen(argv[i]);
-    cdp_redis_command(s->cs->store.redis, k.v[CNS_KEY_AUDIT], k.len[CNS_KEY_AUDIT],
-                      cns__supp_recorded, s, (int)(sizeof argv / sizeof argv[0]), argv, lens);
-    cns_keys_free(&k);
+    const char *fields[] = { "actor",  s->actor,  "action",  action,
+                             "reason", s->reason, "context", context };
+    if (cns_audit_add(&s->cs->store, s->master, s->now, fields, sizeof fields / sizeof fields[0],
+                      cns__supp_recorded, s) != 0)
+        cns__supp_answer(s); /* the profile record is best effort */
 }
 
 static void cns__supp_script_reply(redisReply *reply, const char *err, void *ud)
@@ -311,17 +295,14 @@ typedef struct {
 static void cns__list_reply(redisReply *reply, const char *err, void *ud)
 {
     cns_list *l = ud;
-    char msg[CNS_MSG_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof msg);
-    if (code == GRPC_STATUS_OK &&
-        (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-         reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[1]->type != REDIS_REPLY_ARRAY ||
-         reply->element[0]->elements != reply->element[1]->elements)) {
-        code = GRPC_STATUS_INTERNAL;
-        snprintf(msg, sizeof msg, "malformed suppression list reply");
+    if (cdp_rpc_fail_redis(l->call, reply, err)) {
+        free(l);
+        return;
     }
-    if (code != GRPC_STATUS_OK) {
-        cdp_rpc_fail(l->call, code, "%s", msg);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[1]->type != REDIS_REPLY_ARRAY ||
+        reply->element[0]->elements != reply->element[1]->elements) {
+        cdp_rpc_fail(l->call, GRPC_STATUS_INTERNAL, "malformed suppression list reply");
         free(l);
         return;
     }
@@ -367,13 +348,14 @@ void cns_list_suppressions(cdp_rpc_call *call, const ProtobufCMessage *msg, void
 {
     const Cdp__V1__ListSuppressionsRequest *r = (const Cdp__V1__ListSuppressionsRequest *)msg;
     cns_svc *cs = ud;
-    char err[CNS_MSG_MAX], start[CNS_KEY_BUFSZ + 1], count[24];
+    char err[CNS_MSG_MAX], start[CNS_SUPP_FIELD_BUFSZ + 1], count[24];
     size_t page;
     if (cns_page_size(r->page_size, &page, err, sizeof err) != 0) {
         cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
         return;
     }
-    if (strlen(r->page_token) >= CNS_KEY_BUFSZ || (r->page_token[0] && !strchr(r->page_token, ':'))) {
+    if (strlen(r->page_token) >= CNS_SUPP_FIELD_BUFSZ ||
+        (r->page_token[0] && !strchr(r->page_token, ':'))) {
         cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "page_token: not a token returned by ListSuppressions");
         return;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cdp_event.h"
+#include "cdp_json.h"
 
 int ing_is_consent_event(const Cdp__V1__Event *ev)
 {
@@ -58,20 +59,13 @@ static int ing__add_struct_keys(Cdp__V1__ProfileTouch *t, const Google__Protobuf
     return 0;
 }
 
-static const Google__Protobuf__Value *ing__field(const Google__Protobuf__Struct *s, const char *k)
-{
-    for (size_t i = 0; s && i < s->n_fields; i++)
-        if (strcmp(s->fields[i]->key, k) == 0)
-            return s->fields[i]->value;
-    return NULL;
-}
 
 /* Traits profile writes: identify events only, context.traits and traits. */
 static int ing__add_traits(Cdp__V1__ProfileTouch *t, const Cdp__V1__Event *ev)
 {
     if (ev->type != CDP__V1__EVENT_TYPE__EVENT_TYPE_IDENTIFY)
         return 0;
-    const Google__Protobuf__Value *ctx = ing__field(ev->context, "traits");
+    const Google__Protobuf__Value *ctx = cdp_struct_get(ev->context, "traits");
     if (ctx && ctx->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE &&
         ing__add_struct_keys(t, ctx->struct_value) != 0)
         return -1;
@@ -108,7 +102,7 @@ static int ing__touch_entry(ing_touch_build *o, const ing_entry *e)
     if (ing__add_name(&t->events, &t->n_events, cdp_event_count_name(ev)) != 0 ||
         ing__add_name(&t->channels, &t->n_channels, channel) != 0 || ing__add_traits(t, ev) != 0)
         return -1;
-    if (ing__field(ev->properties, "revenue"))
+    if (cdp_struct_get(ev->properties, "revenue"))
         t->revenue = 1;
     for (size_t m = 0; m < r->n_merges; m++)
         if (strcmp(r->merges[m]->survivor_id, r->master_id) == 0 &&

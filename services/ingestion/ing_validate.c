@@ -220,13 +220,6 @@ static int ing__check_depth(const Google__Protobuf__Struct *s, const char *membe
 #define ING_CONSENT_MAX_CHANGES 100
 #define ING_CONSENT_MAX_VALUE 64
 
-static const Google__Protobuf__Value *ing__prop(const Google__Protobuf__Struct *s, const char *k)
-{
-    for (size_t i = 0; s && i < s->n_fields; i++)
-        if (strcmp(s->fields[i]->key, k) == 0)
-            return s->fields[i]->value;
-    return NULL;
-}
 
 static int ing__check_consent_change(const Google__Protobuf__Struct *c, const char *path,
                                      const char *at, ing_verdict *out)
@@ -234,13 +227,13 @@ static int ing__check_consent_change(const Google__Protobuf__Struct *c, const ch
     static const char *const optional[] = {"channel", "legal_basis", "jurisdiction", "source"};
     static const char *const statuses[] = {"granted", "denied", "revoked", "unset"};
     char member[ING_FIELD_BUFSZ];
-    const Google__Protobuf__Value *v = ing__prop(c, "purpose");
+    const Google__Protobuf__Value *v = cdp_struct_get(c, "purpose");
     snprintf(member, sizeof member, "%spurpose", at);
     if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE || !v->string_value[0] ||
         strlen(v->string_value) > ING_CONSENT_MAX_VALUE)
         return ing__fail(out, path, member, "a consent event needs a purpose (a string of 1..%d bytes)",
                          ING_CONSENT_MAX_VALUE);
-    v = ing__prop(c, "status");
+    v = cdp_struct_get(c, "status");
     snprintf(member, sizeof member, "%sstatus", at);
     int known = 0;
     for (size_t i = 0; v && v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE &&
@@ -250,7 +243,7 @@ static int ing__check_consent_change(const Google__Protobuf__Struct *c, const ch
     if (!known)
         return ing__fail(out, path, member, "must be one of granted, denied, revoked, unset");
     for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++) {
-        v = ing__prop(c, optional[i]);
+        v = cdp_struct_get(c, optional[i]);
         snprintf(member, sizeof member, "%s%s", at, optional[i]);
         if (v && (v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE ||
                   strlen(v->string_value) > ING_CONSENT_MAX_VALUE))
@@ -264,7 +257,7 @@ static int ing__check_consent(const Cdp__V1__Event *ev, const char *path, ing_ve
 {
     if (ev->type != CDP__V1__EVENT_TYPE__EVENT_TYPE_TRACK || strcmp(ev->event, ING_CONSENT_EVENT_NAME) != 0)
         return 0;
-    const Google__Protobuf__Value *list = ing__prop(ev->properties, "consents");
+    const Google__Protobuf__Value *list = cdp_struct_get(ev->properties, "consents");
     if (!list)
         return ing__check_consent_change(ev->properties, path, "properties.", out);
     const Google__Protobuf__ListValue *l = list->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE

@@ -1,6 +1,5 @@
 /* prf_event: validation and conversion of a ResolvedEvent (see prf_event.h). */
 #include "prf_event.h"
-#include "cdp_event.h"
 #include "prf_codec.h"
 
 #include <ctype.h>
@@ -12,6 +11,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "cdp_event.h"
 #include "cdp_json.h"
 
 /* Protobuf's Timestamp range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z. */
@@ -208,22 +208,11 @@ void prf_tl_decoded_free(prf_tl_decoded *d)
 
 /* =============================================================== fields */
 
-/* The value of `key` in a Struct, or NULL. The last entry wins, as
- * protobuf's map semantics say. */
-static const Google__Protobuf__Value *prf__field(const Google__Protobuf__Struct *s,
-                                                 const char *key)
-{
-    const Google__Protobuf__Value *v = NULL;
-    for (size_t i = 0; s && i < s->n_fields; i++)
-        if (s->fields[i]->key && strcmp(s->fields[i]->key, key) == 0)
-            v = s->fields[i]->value;
-    return v;
-}
 
 /* Revenue of an event's properties (see prf_event.h). */
 static void prf__revenue(const Cdp__V1__Event *ev, prf_delta *d)
 {
-    const Google__Protobuf__Value *v = prf__field(ev->properties, "revenue");
+    const Google__Protobuf__Value *v = cdp_struct_get(ev->properties, "revenue");
     d->has_revenue = 0;
     if (!v)
         return;
@@ -241,7 +230,7 @@ static json_t *prf__traits_json(const Cdp__V1__Event *ev)
 {
     if (ev->type != CDP__V1__EVENT_TYPE__EVENT_TYPE_IDENTIFY)
         return json_object();
-    const Google__Protobuf__Value *ctx = prf__field(ev->context, "traits");
+    const Google__Protobuf__Value *ctx = cdp_struct_get(ev->context, "traits");
     json_t *all = (ctx && ctx->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE)
                       ? cdp_struct_to_json(ctx->struct_value)
                       : json_object();

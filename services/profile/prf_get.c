@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cdp/v1/identity.pb-c.h"
+#include "cdp_lookup.h"
 #include "prf_codec.h"
 #include "prf_event.h"
 #include "prf_service.h"
@@ -126,19 +126,15 @@ static void prf__read(prf_get *g)
         prf__read_complete(g);
 }
 
-static void prf__lookup_done(grpc_status_code code, const char *details,
-                             const ProtobufCMessage *msg, void *ud)
+static void prf__lookup_done(grpc_status_code code, const char *master, const char *details,
+                             void *ud)
 {
     prf_get *g = ud;
-    const Cdp__V1__LookupResponse *resp = (const Cdp__V1__LookupResponse *)msg;
-    if (code == GRPC_STATUS_NOT_FOUND || (code == GRPC_STATUS_OK && !resp->master_id[0])) {
+    if (code == GRPC_STATUS_NOT_FOUND) {
         cdp_rpc_fail(g->call, GRPC_STATUS_NOT_FOUND, "profile not found: %s", g->asked);
     } else if (code != GRPC_STATUS_OK) {
-        /* the caller sees why identity could not answer; a cancelled lookup
-         * (channel closing) is a dependency being down */
-        grpc_status_code out = code == GRPC_STATUS_CANCELLED ? GRPC_STATUS_UNAVAILABLE : code;
-        cdp_rpc_fail(g->call, out, "identity lookup failed: %s", details ? details : "");
-    } else if (!(g->master = strdup(resp->master_id))) {
+        cdp_rpc_fail(g->call, code, "%s", details);
+    } else if (!(g->master = strdup(master))) {
         cdp_rpc_fail(g->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     } else {
         prf__read(g);
@@ -212,15 +208,6 @@ void prf_get_profile(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
         prf__read(g);
         return;
     }
-    Cdp__V1__LookupRequest lr = CDP__V1__LOOKUP_REQUEST__INIT;
-    lr.identifier = req->identifier;
-    int64_t left = cdp_rpc_call_remaining_ms(call);
-    int64_t deadline = left < g->ps->cfg.lookup_timeout_ms ? left : g->ps->cfg.lookup_timeout_ms;
-    if (deadline < 1)
-        deadline = 1;
-    if (cdp_rpc_unary(g->ps->identity, &cdp__v1__identity__descriptor, "Lookup", &lr.base,
-                      (int)deadline, prf__lookup_done, g) != 0) {
-        cdp_rpc_fail(call, GRPC_STATUS_INTERNAL, "identity Lookup is not available");
-        prf__get_free(g);
-    }
+    cdp_lookup(g->ps->identity, call, req->identifier, g->ps->cfg.lookup_timeout_ms,
+               prf__lookup_done, g);
 }

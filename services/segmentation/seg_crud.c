@@ -20,13 +20,6 @@ enum { SEG_CAS_ATTEMPTS = 5, SEG_GEN_ID_BYTES = 8 };
 
 /* ------------------------------------------------------------------ messages */
 
-static void seg__ts(Google__Protobuf__Timestamp *ts, int64_t ms)
-{
-    google__protobuf__timestamp__init(ts);
-    ts->seconds = ms / 1000;
-    ts->nanos = (int32_t)(ms % 1000) * 1000000;
-}
-
 static Cdp__V1__BackfillState seg__bf_state(const char *s)
 {
     if (!strcmp(s, "PENDING"))
@@ -57,11 +50,11 @@ static void seg__bf_msg(seg_bf_msg *out, const char *id, seg_bf_status *b)
     out->m.matched = b->matched;
     out->m.error = b->error;
     if (b->started_ms) {
-        seg__ts(&out->started, b->started_ms);
+        seg_ts_from_ms(&out->started, b->started_ms);
         out->m.started_at = &out->started;
     }
     if (b->finished_ms) {
-        seg__ts(&out->finished, b->finished_ms);
+        seg_ts_from_ms(&out->finished, b->finished_ms);
         out->m.finished_at = &out->finished;
     }
 }
@@ -85,8 +78,8 @@ static void seg__seg_msg(seg_seg_msg *out, const seg_def *d, seg_bf_status *bf, 
     out->m.reads = d->reads;
     out->m.time_based = d->time_based;
     out->m.version = d->version;
-    seg__ts(&out->created, d->created_ms);
-    seg__ts(&out->updated, d->updated_ms);
+    seg_ts_from_ms(&out->created, d->created_ms);
+    seg_ts_from_ms(&out->updated, d->updated_ms);
     out->m.created_at = &out->created;
     out->m.updated_at = &out->updated;
     if (bf && bf->present) {
@@ -96,7 +89,7 @@ static void seg__seg_msg(seg_seg_msg *out, const seg_def *d, seg_bf_status *bf, 
     out->m.member_count = members;
 }
 
-/* Answers a failed Redis outcome; returns 1 when it did. */
+/* Answers INVALID_ARGUMENT with a rule's parse error, on `field`. */
 static void seg__rule_error(cdp_rpc_call *call, const char *field, const seg_rule_error *e)
 {
     if (e->line > 0)
@@ -106,15 +99,24 @@ static void seg__rule_error(cdp_rpc_call *call, const char *field, const seg_rul
         cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s: %s", field, e->message);
 }
 
+/* Checks the length of rule text given as `field`. Answers and returns -1
+ * when it is too long. */
+static int seg__check_rule_len(cdp_rpc_call *call, const char *field, const char *rule)
+{
+    if (strlen(rule) > SEG_RULE_MAX_TEXT) {
+        cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s: at most %d bytes", field,
+                     SEG_RULE_MAX_TEXT);
+        return -1;
+    }
+    return 0;
+}
+
 /* Checks rule text limits and parses it into d. Answers and returns -1 on
  * a bad rule. */
 static int seg__set_rule(cdp_rpc_call *call, seg_def *d, const char *rule)
 {
-    if (strlen(rule) > SEG_RULE_MAX_TEXT) {
-        cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "segment.rule: at most %d bytes",
-                     SEG_RULE_MAX_TEXT);
+    if (seg__check_rule_len(call, "segment.rule", rule) != 0)
         return -1;
-    }
     seg_rule_error e;
     memset(&e, 0, sizeof(e));
     if (seg_def_set_rule(d, rule, &e) != 0) {
@@ -317,6 +319,22 @@ static void seg__write_free(seg_write *w)
     free(w);
 }
 
+/* Answers RESOURCE_EXHAUSTED and frees w. */
+static void seg__write_oom(seg_write *w)
+{
+    cdp_rpc_fail(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    seg__write_free(w);
+}
+
+/* When the Redis outcome is a failure, answers it, frees w and returns 1. */
+static int seg__write_failed(seg_write *w, const redisReply *reply, const char *err)
+{
+    if (!cdp_rpc_fail_redis(w->call, reply, err))
+        return 0;
+    seg__write_free(w);
+    return 1;
+}
+
 /* Answers with the written definition, its member count and backfill. */
 static void seg__write_answer(seg_write *w)
 {
@@ -334,11 +352,8 @@ static void seg__write_answer(seg_write *w)
 static void seg__bf_reset_done(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
-    if (cdp_rpc_fail_redis(w->call, reply, err)) {
-        seg__write_free(w);
-        return;
-    }
-    seg__write_answer(w);
+    if (!seg__write_failed(w, reply, err))
+        seg__write_answer(w);
 }
 
 static void seg__update_read(redisReply *reply, const char *err, void *ud);
@@ -354,8 +369,7 @@ static void seg__bf_reset(seg_write *w)
     const char *args[2] = { ver, "0" };
     size_t alen[2] = { strlen(ver), 1 };
     if (!bf) {
-        cdp_rpc_fail(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        seg__write_free(w);
+        seg__write_oom(w);
         return;
     }
     cdp_redis_eval(w->s->redis, w->s->scripts.bf_reset, seg__bf_reset_done, w, 1, keys, klen, 2,
@@ -366,11 +380,8 @@ static void seg__bf_reset(seg_write *w)
 static void seg__index_reset_done(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
-    if (cdp_rpc_fail_redis(w->call, reply, err)) {
-        seg__write_free(w);
-        return;
-    }
-    seg__bf_reset(w);
+    if (!seg__write_failed(w, reply, err))
+        seg__bf_reset(w);
 }
 
 /* A created segment: a fresh member index for its incarnation, then the
@@ -383,8 +394,7 @@ static void seg__index_reset(seg_write *w)
     if (!members || !idx) {
         free(members);
         free(idx);
-        cdp_rpc_fail(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        seg__write_free(w);
+        seg__write_oom(w);
         return;
     }
     const char *keys[2] = { members, idx };
@@ -400,10 +410,8 @@ static void seg__index_reset(seg_write *w)
 static void seg__put_done(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
-    if (cdp_rpc_fail_redis(w->call, reply, err)) {
-        seg__write_free(w);
+    if (seg__write_failed(w, reply, err))
         return;
-    }
     if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_STRING) {
         if (!strcmp(reply->str, "EXISTS")) {
             cdp_rpc_fail(w->call, GRPC_STATUS_ALREADY_EXISTS, "segment already exists: %s",
@@ -439,8 +447,7 @@ static void seg__put(seg_write *w)
     free(w->json);
     w->json = seg_def_to_json(&w->def);
     if (!w->json) {
-        cdp_rpc_fail(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        seg__write_free(w);
+        seg__write_oom(w);
         return;
     }
     const char *keys[2] = { SEG_KEY_DEFS, SEG_KEY_DEFS_VERSION };
@@ -503,8 +510,7 @@ void seg_create_segment(cdp_rpc_call *call, const ProtobufCMessage *msg, void *u
     w->def.version = 1;
     w->def.created_ms = w->def.updated_ms = seg_now(s);
     if (!w->def.id || !w->def.name || !w->def.description) {
-        cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        seg__write_free(w);
+        seg__write_oom(w);
         return;
     }
     seg__put(w);
@@ -515,10 +521,8 @@ static void seg__update_read(redisReply *reply, const char *err, void *ud)
 {
     seg_write *w = ud;
     const Cdp__V1__UpdateSegmentRequest *req = w->upd;
-    if (cdp_rpc_fail_redis(w->call, reply, err)) {
-        seg__write_free(w);
+    if (seg__write_failed(w, reply, err))
         return;
-    }
     if (reply->type != REDIS_REPLY_STRING) {
         cdp_rpc_fail(w->call, GRPC_STATUS_NOT_FOUND, "segment not found: %s", req->id);
         seg__write_free(w);
@@ -552,8 +556,7 @@ static void seg__update_read(redisReply *reply, const char *err, void *ud)
     w->def.version++;
     w->def.updated_ms = seg_now(w->s);
     if (!w->def.name || !w->def.description) {
-        cdp_rpc_fail(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        seg__write_free(w);
+        seg__write_oom(w);
         return;
     }
     seg__put(w);
@@ -563,13 +566,9 @@ void seg_update_segment(cdp_rpc_call *call, const ProtobufCMessage *msg, void *u
 {
     const Cdp__V1__UpdateSegmentRequest *req = (const Cdp__V1__UpdateSegmentRequest *)msg;
     if (seg__check_id(call, "id", req->id) != 0 ||
-        seg__check_text(call, req->name, req->description, 0) != 0)
+        seg__check_text(call, req->name, req->description, 0) != 0 ||
+        seg__check_rule_len(call, "segment.rule", req->rule) != 0)
         return;
-    if (strlen(req->rule) > SEG_RULE_MAX_TEXT) {
-        cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "segment.rule: at most %d bytes",
-                     SEG_RULE_MAX_TEXT);
-        return;
-    }
     seg_write *w = calloc(1, sizeof(*w));
     if (!w) {
         cdp_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -778,11 +777,8 @@ void seg_validate_rule(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud
         cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "rule: required");
         return;
     }
-    if (strlen(req->rule) > SEG_RULE_MAX_TEXT) {
-        cdp_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "rule: at most %d bytes",
-                     SEG_RULE_MAX_TEXT);
+    if (seg__check_rule_len(call, "rule", req->rule) != 0)
         return;
-    }
     seg_def d;
     seg_rule_error e;
     memset(&d, 0, sizeof(d));

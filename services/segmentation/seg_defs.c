@@ -10,22 +10,7 @@ enum { SEG_DEP_TEXT_MAX = 512 };
 
 /* ------------------------------------------------------------------ one definition */
 
-void seg_def_clear(seg_def *d)
-{
-    free(d->id);
-    free(d->name);
-    free(d->description);
-    free(d->rule);
-    free(d->canonical);
-    free(d->parsed);
-    for (size_t i = 0; i < d->nreads; i++)
-        free(d->reads[i]);
-    free(d->reads);
-    if (d->r)
-        seg_rule_free(d->r);
-    memset(d, 0, sizeof(*d));
-}
-
+/* Frees the rule and everything derived from it; the rest of d stays. */
 static void seg__def_clear_rule(seg_def *d)
 {
     free(d->rule);
@@ -40,6 +25,15 @@ static void seg__def_clear_rule(seg_def *d)
     d->reads = NULL;
     d->nreads = 0;
     d->r = NULL;
+}
+
+void seg_def_clear(seg_def *d)
+{
+    free(d->id);
+    free(d->name);
+    free(d->description);
+    seg__def_clear_rule(d);
+    memset(d, 0, sizeof(*d));
 }
 
 /* Fills d->reads from d->r. Returns 0 or -1. */

@@ -228,6 +228,22 @@ static void seg__flush_cmd(seg_job *j, seg_argv *a, const char *key)
                       (const char **)a->v, a->len);
 }
 
+/* Runs one two-key script of the flush (counted in j->pending); a NULL key
+ * is a failed allocation. */
+static void seg__flush_eval(seg_job *j, cdp_redis_script *script, const char *k0,
+                            const char *k1, seg_argv *a)
+{
+    if (!k0 || !k1 || a->oom) {
+        seg__job_fail(j, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    const char *keys[2] = { k0, k1 };
+    size_t klen[2] = { strlen(k0), strlen(k1) };
+    j->pending++;
+    cdp_redis_eval(j->s->redis, script, seg__flushed_one, j, 2, keys, klen, (int)a->n,
+                   (const char **)a->v, a->len);
+}
+
 static void seg__flush_index(seg_job *j, const seg_change *c)
 {
     char *members = seg_skey(c->seg, SEG_SKEY_MEMBERS), *idx = seg_skey(c->seg, SEG_SKEY_IDX);
@@ -237,15 +253,7 @@ static void seg__flush_index(seg_job *j, const seg_change *c)
     seg__argv_str(&a, c->kind);
     seg__argv_i64(&a, c->at_ms);
     seg__argv_i64(&a, c->created_ms);
-    if (!members || !idx || a.oom) {
-        seg__job_fail(j, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    } else {
-        const char *keys[2] = { members, idx };
-        size_t klen[2] = { strlen(members), strlen(idx) };
-        j->pending++;
-        cdp_redis_eval(j->s->redis, j->s->scripts.index, seg__flushed_one, j, 2, keys, klen,
-                       (int)a.n, (const char **)a.v, a.len);
-    }
+    seg__flush_eval(j, j->s->scripts.index, members, idx, &a);
     seg__argv_free(&a);
     free(members);
     free(idx);
@@ -269,15 +277,7 @@ static void seg__flush_xadd(seg_job *j, const seg_change *c)
     seg__argv_str(&a, c->ev);
     seg__argv_str(&a, "mid");
     seg__argv_str(&a, c->mid);
-    if (a.oom) {
-        seg__job_fail(j, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    } else {
-        const char *keys[2] = { SEG_KEY_CHANGES, SEG_KEY_CHANGE_IDS };
-        size_t klen[2] = { strlen(keys[0]), strlen(keys[1]) };
-        j->pending++;
-        cdp_redis_eval(j->s->redis, j->s->scripts.change, seg__flushed_one, j, 2, keys, klen,
-                       (int)a.n, (const char **)a.v, a.len);
-    }
+    seg__flush_eval(j, j->s->scripts.change, SEG_KEY_CHANGES, SEG_KEY_CHANGE_IDS, &a);
     seg__argv_free(&a);
 }
 

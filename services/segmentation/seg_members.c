@@ -4,27 +4,20 @@
  * with score 0, so ZRANGEBYLEX gives master-id order; the page token is the
  * last master id of the page) and reads the entered times from the index
  * hash in a second round trip. GetMemberships reads the profile's mem hash
- * (after an identity Lookup when asked by identifier). EstimateSize is a
- * ZCARD for a saved segment; for a rule it samples the registry shards in
- * proportion to their sizes (SRANDMEMBER), evaluates the sample and
- * extrapolates to the registry's size. */
+ * (after an identity Lookup through cdp_lookup when asked by identifier).
+ * EstimateSize is a ZCARD for a saved segment; for a rule it samples the
+ * registry shards in proportion to their sizes (SRANDMEMBER), evaluates the
+ * sample and extrapolates to the registry's size. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cdp/v1/identity.pb-c.h"
 #include "cdp/v1/segmentation.pb-c.h"
+#include "cdp_lookup.h"
 #include "seg_load.h"
 #include "seg_service.h"
-
-static void seg__ts(Google__Protobuf__Timestamp *ts, int64_t ms)
-{
-    google__protobuf__timestamp__init(ts);
-    ts->seconds = ms / 1000;
-    ts->nanos = (int32_t)(ms % 1000) * 1000000;
-}
 
 /* A request in flight: replies are gathered, the first error kept. */
 typedef struct {
@@ -86,7 +79,7 @@ static void seg__list_answer(seg_list *l)
             cdp__v1__member__init(&m[i]);
             m[i].master_id = l->ids[i];
             if (l->entered[i]) {
-                seg__ts(&ts[i], l->entered[i]);
+                seg_ts_from_ms(&ts[i], l->entered[i]);
                 m[i].entered_at = &ts[i];
             }
             ptrs[i] = &m[i];
@@ -302,11 +295,11 @@ static void seg__mem_reply(redisReply *reply, const char *err, void *ud)
             ms[k].segment_id = f->str;
             ms[k].member = st.in;
             if (st.entered_ms) {
-                seg__ts(&ts[2 * k], st.entered_ms);
+                seg_ts_from_ms(&ts[2 * k], st.entered_ms);
                 ms[k].entered_at = &ts[2 * k];
             }
             if (!st.in && st.exited_ms) {
-                seg__ts(&ts[2 * k + 1], st.exited_ms);
+                seg_ts_from_ms(&ts[2 * k + 1], st.exited_ms);
                 ms[k].exited_at = &ts[2 * k + 1];
             }
             ptrs[k] = &ms[k];
@@ -336,17 +329,13 @@ static void seg__mships_read(seg_mships *m)
     free(key);
 }
 
-static void seg__lookup_done(grpc_status_code code, const char *details,
-                             const ProtobufCMessage *msg, void *ud)
+static void seg__lookup_done(grpc_status_code code, const char *master, const char *details,
+                             void *ud)
 {
     seg_mships *m = ud;
-    const Cdp__V1__LookupResponse *resp = (const Cdp__V1__LookupResponse *)msg;
-    if (code == GRPC_STATUS_NOT_FOUND || (code == GRPC_STATUS_OK && !resp->master_id[0])) {
-        cdp_rpc_fail(m->q.call, GRPC_STATUS_NOT_FOUND, "identifier not found");
-    } else if (code != GRPC_STATUS_OK) {
-        grpc_status_code out = code == GRPC_STATUS_CANCELLED ? GRPC_STATUS_UNAVAILABLE : code;
-        cdp_rpc_fail(m->q.call, out, "identity lookup failed: %s", details ? details : "");
-    } else if (!(m->master = strdup(resp->master_id))) {
+    if (code != GRPC_STATUS_OK) {
+        cdp_rpc_fail(m->q.call, code, "%s", details);
+    } else if (!(m->master = strdup(master))) {
         cdp_rpc_fail(m->q.call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     } else {
         seg__mships_read(m);
@@ -392,15 +381,8 @@ void seg_get_memberships(cdp_rpc_call *call, const ProtobufCMessage *msg, void *
         seg__mships_read(m);
         return;
     }
-    Cdp__V1__LookupRequest lr = CDP__V1__LOOKUP_REQUEST__INIT;
-    lr.identifier = req->identifier;
-    int64_t left = cdp_rpc_call_remaining_ms(call);
-    int64_t deadline = left < s->cfg.lookup_timeout_ms ? left : s->cfg.lookup_timeout_ms;
-    if (cdp_rpc_unary(s->identity, &cdp__v1__identity__descriptor, "Lookup", &lr.base,
-                      (int)(deadline < 1 ? 1 : deadline), seg__lookup_done, m) != 0) {
-        cdp_rpc_fail(call, GRPC_STATUS_INTERNAL, "identity Lookup is not available");
-        seg__mships_free(m);
-    }
+    cdp_lookup(s->identity, call, req->identifier, s->cfg.lookup_timeout_ms, seg__lookup_done,
+               m);
 }
 
 /* ------------------------------------------------------------------ EstimateSize */

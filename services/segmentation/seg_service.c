@@ -68,6 +68,13 @@ int seg_config_read(seg_config *c)
 
 int64_t seg_now(seg_svc *s) { return seg_clock_now(&s->clock); }
 
+void seg_ts_from_ms(Google__Protobuf__Timestamp *ts, int64_t ms)
+{
+    google__protobuf__timestamp__init(ts);
+    ts->seconds = ms / 1000;
+    ts->nanos = (int32_t)(ms % 1000) * 1000000;
+}
+
 /* ------------------------------------------------------------------ reload */
 
 typedef struct {

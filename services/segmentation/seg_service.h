@@ -29,6 +29,7 @@
 
 #include "cdp_rpc.h"
 #include "cdp_service.h"
+#include "google/protobuf/timestamp.pb-c.h"
 #include "seg_clock.h"
 #include "seg_defs.h"
 #include "seg_keys.h"
@@ -87,6 +88,8 @@ void seg_service_destroy(cdp_service *svc);
 void seg_defs_reload(seg_svc *s);
 /* "now" of the service (seg_clock). */
 int64_t seg_now(seg_svc *s);
+/* Initialises ts to the instant ms (Unix milliseconds). */
+void seg_ts_from_ms(Google__Protobuf__Timestamp *ts, int64_t ms);
 
 /* Handlers; ud is the seg_svc. */
 void seg_create_segment(cdp_rpc_call *call, const ProtobufCMessage *req, void *ud);

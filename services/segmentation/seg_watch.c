@@ -135,12 +135,11 @@ static int seg__send_entry(seg_watcher *w, const char *id, const redisReply *fie
     if (!f[0] || !f[1] || !f[2] || !f[3] || (w->seg && strcmp(w->seg, f[1])))
         return 0;
     Cdp__V1__MembershipChange mc = CDP__V1__MEMBERSHIP_CHANGE__INIT;
-    Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    Google__Protobuf__Timestamp at;
     int64_t ms = 0;
     if (f[4])
         cdp_parse_i64(f[4], strlen(f[4]), &ms);
-    at.seconds = ms / 1000;
-    at.nanos = (int32_t)(ms % 1000) * 1000000;
+    seg_ts_from_ms(&at, ms);
     mc.change_id = (char *)f[0];
     mc.segment_id = (char *)f[1];
     mc.master_id = (char *)f[2];
@@ -185,22 +184,50 @@ static int seg__send_entries(seg_watcher *w, const redisReply *entries)
     return 0;
 }
 
+/* The reply to w's command in flight arrived. Returns 1 when it is usable;
+ * 0 when the watcher was already finished (it is freed now) or the reply is
+ * a failure (the watcher is ended with its status). */
+static int seg__watcher_reply(seg_watcher *w, const redisReply *reply, const char *err)
+{
+    w->inflight = 0;
+    if (w->finished) {
+        seg__watcher_maybe_free(w);
+        return 0;
+    }
+    char msg[SEG_ERR_MAX];
+    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
+    if (code != GRPC_STATUS_OK) {
+        seg__watcher_end(w, code, msg);
+        return 0;
+    }
+    return 1;
+}
+
 static void seg__catchup(seg_watcher *w);
+
+/* Starts w: it waits while the reader does not know its position, goes
+ * live at that position when it has no cursor, else catches up. */
+static void seg__watcher_start(seg_watcher *w)
+{
+    seg_watch_hub *h = w->s->watch;
+    if (!h->have_last) {
+        w->state = SEG_W_WAIT;   /* the reader starts it again once it knows its position */
+    } else if (w->from_now) {
+        snprintf(w->cursor, sizeof(w->cursor), "%s", h->last);
+        w->state = SEG_W_LIVE;
+    } else {
+        seg__catchup(w);
+    }
+}
 
 static void seg__range_reply(redisReply *reply, const char *err, void *ud)
 {
     seg_watcher *w = ud;
     seg_watch_hub *h = w->s->watch;
-    w->inflight = 0;
-    if (w->finished) {
-        seg__watcher_maybe_free(w);
+    if (!seg__watcher_reply(w, reply, err))
         return;
-    }
-    char msg[SEG_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK || reply->type != REDIS_REPLY_ARRAY) {
-        seg__watcher_end(w, code != GRPC_STATUS_OK ? code : GRPC_STATUS_INTERNAL,
-                         code != GRPC_STATUS_OK ? msg : "malformed stream reply");
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        seg__watcher_end(w, GRPC_STATUS_INTERNAL, "malformed stream reply");
         return;
     }
     if (seg__send_entries(w, reply) != 0)
@@ -233,14 +260,8 @@ static void seg__start_waiting(seg_watch_hub *h)
 {
     for (seg_watcher *w = h->list, *next; w; w = next) {
         next = w->next;
-        if (w->state != SEG_W_WAIT)
-            continue;
-        if (w->from_now) {
-            snprintf(w->cursor, sizeof(w->cursor), "%s", h->last);
-            w->state = SEG_W_LIVE;
-        } else {
-            seg__catchup(w);
-        }
+        if (w->state == SEG_W_WAIT)
+            seg__watcher_start(w);
     }
 }
 
@@ -257,6 +278,18 @@ static void seg__read_later(seg_svc *s)
 {
     if (!s->watch->stopping)
         uv_timer_start(&s->watch->retry, seg__retry_tick, SEG_WATCH_RETRY_MS, 0);
+}
+
+/* Takes the id of the last entry of an XREAD/XREVRANGE entry list (when
+ * there is one) as the reader's position. */
+static void seg__take_last(seg_watch_hub *h, const redisReply *entries)
+{
+    if (!entries->elements)
+        return;
+    const redisReply *e = entries->element[entries->elements - 1];
+    if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+        e->element[0]->type == REDIS_REPLY_STRING)
+        snprintf(h->last, sizeof(h->last), "%s", e->element[0]->str);
 }
 
 static void seg__xread_reply(redisReply *reply, const char *err, void *ud)
@@ -279,12 +312,7 @@ static void seg__xread_reply(redisReply *reply, const char *err, void *ud)
             if (w->state == SEG_W_LIVE)
                 seg__send_entries(w, entries);
         }
-        if (entries->elements) {
-            const redisReply *lastent = entries->element[entries->elements - 1];
-            if (lastent->type == REDIS_REPLY_ARRAY && lastent->elements == 2 &&
-                lastent->element[0]->type == REDIS_REPLY_STRING)
-                snprintf(h->last, sizeof(h->last), "%s", lastent->element[0]->str);
-        }
+        seg__take_last(h, entries);
     }
     seg__read(s);
 }
@@ -300,10 +328,8 @@ static void seg__last_reply(redisReply *reply, const char *err, void *ud)
         seg__read_later(s);
         return;
     }
-    snprintf(h->last, sizeof(h->last), "0-0");
-    if (reply->elements == 1 && reply->element[0]->type == REDIS_REPLY_ARRAY &&
-        reply->element[0]->elements == 2 && reply->element[0]->element[0]->type == REDIS_REPLY_STRING)
-        snprintf(h->last, sizeof(h->last), "%s", reply->element[0]->element[0]->str);
+    snprintf(h->last, sizeof(h->last), "0-0"); /* an empty stream */
+    seg__take_last(h, reply);                  /* XREVRANGE COUNT 1: the newest entry */
     h->have_last = 1;
     seg__start_waiting(h);
     seg__read(s);
@@ -359,31 +385,15 @@ int seg_watch_init(seg_svc *s)
 static void seg__exists_reply(redisReply *reply, const char *err, void *ud)
 {
     seg_watcher *w = ud;
-    seg_watch_hub *h = w->s->watch;
-    w->inflight = 0;
-    if (w->finished) {
-        seg__watcher_maybe_free(w);
+    if (!seg__watcher_reply(w, reply, err))
         return;
-    }
-    char msg[SEG_ERR_MAX];
-    grpc_status_code code = cdp_redis_status(reply, err, msg, sizeof(msg));
-    if (code != GRPC_STATUS_OK) {
-        seg__watcher_end(w, code, msg);
-        return;
-    }
     if (w->seg && (reply->type != REDIS_REPLY_INTEGER || reply->integer == 0)) {
+        char msg[SEG_ERR_MAX];
         snprintf(msg, sizeof(msg), "segment not found: %s", w->seg);
         seg__watcher_end(w, GRPC_STATUS_NOT_FOUND, msg);
         return;
     }
-    if (!h->have_last) {
-        w->state = SEG_W_WAIT;
-    } else if (w->from_now) {
-        snprintf(w->cursor, sizeof(w->cursor), "%s", h->last);
-        w->state = SEG_W_LIVE;
-    } else {
-        seg__catchup(w);
-    }
+    seg__watcher_start(w);
 }
 
 void seg_watch_segment(cdp_rpc_call *call, const ProtobufCMessage *msg, void *ud)
