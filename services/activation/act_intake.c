@@ -148,7 +148,7 @@ static void act__enqueued(redisReply *reply, const char *err, void *ud)
         reply->type != REDIS_REPLY_INTEGER) {
         if (!e->failed)
             cdp_log(CDP_LOG_WARN, "cannot enqueue a delivery", "{s:s,s:s}", "change", e->c.cid,
-                    "error", reply ? "unexpected reply" : msg);
+                    "error", msg[0] ? msg : "unexpected reply");
         e->failed = 1;
     } else {
         cdp_metrics_inc("cdp_activation_enqueued_total",

@@ -118,7 +118,7 @@ static void act__finished(redisReply *reply, const char *err, void *ud)
         reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
         /* the lease runs out and the delivery is taken again */
         cdp_log(CDP_LOG_WARN, "cannot record a delivery outcome", "{s:s,s:s}", "delivery", j->id,
-                "error", reply && reply->type != REDIS_REPLY_ARRAY ? "unexpected reply" : msg);
+                "error", msg[0] ? msg : "unexpected reply");
     } else if (reply->element[0]->type == REDIS_REPLY_STRING) {
         cdp_log(CDP_LOG_INFO, "delivery no longer held by this attempt", "{s:s}", "delivery",
                 j->id);
@@ -320,7 +320,7 @@ static void act__claimed(redisReply *reply, const char *err, void *ud)
         reply->type != REDIS_REPLY_ARRAY) {
         if (!as->stopping)
             cdp_log(CDP_LOG_WARN, "cannot claim deliveries", "{s:s,s:s}", "destination", d->id,
-                    "error", reply ? "unexpected reply" : msg);
+                    "error", msg[0] ? msg : "unexpected reply");
         act_outbox_kick(d, again);
         act_dest_release_if_gone(d);
         act_service_maybe_stopped(as);
